@@ -1,0 +1,31 @@
+package ferry
+
+import "context"
+
+// WriteGuard decides whether this node may write a database right now. The
+// lease package implements it; the core asks it before every write that
+// would change a database, and the replicator asks it before every upload.
+type WriteGuard interface {
+	// CheckWrite returns the lease epoch under which this node may write
+	// database name, acquiring the lease first if placement allows it. It
+	// returns an error wrapping ErrReadOnly when another node holds the lease
+	// or the lease cannot be had. It must be cheap when the lease is held.
+	CheckWrite(ctx context.Context, name string) (epoch uint64, err error)
+}
+
+// Restorer fetches a database that is missing locally. The replicate
+// package implements it over the bucket; the mount calls it when an
+// application opens a database that is not on this node.
+type Restorer interface {
+	// Restore writes the latest state of database name to the file at path
+	// and returns its position. It returns an error wrapping
+	// ErrDatabaseNotFound when the bucket holds no such database.
+	Restore(ctx context.Context, name, path string) (Pos, error)
+}
+
+// CommitListener is told each time a change set becomes durable in a
+// database's local LTX log. Listeners must not block: the replicator only
+// records that name has new data and ships it on its own schedule.
+type CommitListener interface {
+	Committed(name string, pos Pos)
+}

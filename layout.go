@@ -1,0 +1,69 @@
+package ferry
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/ferrydb/ferry/ltx"
+)
+
+// Layout names the files Ferry keeps under its data directory:
+//
+//	DATA/tree/<name>            the files the mount shows, as SQLite wrote them
+//	DATA/meta/<name>/pos        the database's durable position
+//	DATA/meta/<name>/ltx/       the local LTX log, <min>-<max>.ltx in hex
+//
+// <name> is the slash-separated path of the database inside the mount.
+// Keeping the visible tree apart from the metadata means a database and its
+// journal files keep their own names, and nothing Ferry adds can collide
+// with a file an application creates.
+type Layout struct {
+	// Dir is the data directory (the config's data.dir).
+	Dir string
+}
+
+// TreeDir is the directory that holds the files the mount shows.
+func (l Layout) TreeDir() string { return filepath.Join(l.Dir, "tree") }
+
+// DBPath is the backing file of database name.
+func (l Layout) DBPath(name string) string {
+	return filepath.Join(l.TreeDir(), filepath.FromSlash(name))
+}
+
+// MetaDir is the directory of database name's metadata.
+func (l Layout) MetaDir(name string) string {
+	return filepath.Join(l.Dir, "meta", filepath.FromSlash(name))
+}
+
+// PosPath is the file holding database name's durable position.
+func (l Layout) PosPath(name string) string { return filepath.Join(l.MetaDir(name), "pos") }
+
+// LTXDir is the directory of database name's local LTX log.
+func (l Layout) LTXDir(name string) string { return filepath.Join(l.MetaDir(name), "ltx") }
+
+// LTXPath is the path of the local LTX file covering TXIDs min through max.
+func (l Layout) LTXPath(name string, min, max ltx.TXID) string {
+	return filepath.Join(l.LTXDir(name), LTXFilename(min, max))
+}
+
+// LTXFilename formats the name of an LTX file covering min through max, the
+// same form Litestream uses in the bucket.
+func LTXFilename(min, max ltx.TXID) string {
+	return fmt.Sprintf("%016x-%016x.ltx", uint64(min), uint64(max))
+}
+
+// ParseLTXFilename parses a name produced by LTXFilename.
+func ParseLTXFilename(name string) (min, max ltx.TXID, err error) {
+	var a, b uint64
+	if len(name) != 16+1+16+4 || !strings.HasSuffix(name, ".ltx") || name[16] != '-' {
+		return 0, 0, fmt.Errorf("invalid LTX filename %q", name)
+	}
+	if _, err := fmt.Sscanf(name, "%016x-%016x.ltx", &a, &b); err != nil {
+		return 0, 0, fmt.Errorf("invalid LTX filename %q: %w", name, err)
+	}
+	if a == 0 || b < a {
+		return 0, 0, fmt.Errorf("invalid LTX filename %q: bad TXID range", name)
+	}
+	return ltx.TXID(a), ltx.TXID(b), nil
+}
