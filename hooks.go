@@ -1,6 +1,9 @@
 package ferry
 
-import "context"
+import (
+	"context"
+	"io"
+)
 
 // WriteGuard decides whether this node may write a database right now. The
 // lease package implements it; the core asks it before every write that
@@ -28,4 +31,19 @@ type Restorer interface {
 // records that name has new data and ships it on its own schedule.
 type CommitListener interface {
 	Committed(name string, pos Pos)
+}
+
+// Applier applies change sets that arrive from the bucket or from a peer to
+// local databases. The core's Store implements it; the replicate package
+// uses it to catch a database up before this node starts writing it.
+type Applier interface {
+	// LocalPos returns the local position of database name, or the zero Pos
+	// and no error when the database does not exist on this node.
+	LocalPos(name string) (Pos, error)
+
+	// ApplyLTX applies one LTX file, read from r, to database name. The file
+	// must start exactly one TXID after the local position and its
+	// pre-apply checksum must match the local post-apply checksum; otherwise
+	// nothing is changed and an error is returned.
+	ApplyLTX(ctx context.Context, name string, r io.Reader) (Pos, error)
 }

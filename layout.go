@@ -67,3 +67,11 @@ func ParseLTXFilename(name string) (min, max ltx.TXID, err error) {
 	}
 	return ltx.TXID(a), ltx.TXID(b), nil
 }
+
+// BucketPosPath is the file in which the replicator records the position of
+// the newest change set of database name that the bucket holds. The local
+// log never deletes an LTX file beyond it while a bucket is configured, so
+// nothing is lost while the bucket is unreachable.
+func (l Layout) BucketPosPath(name string) string {
+	return filepath.Join(l.MetaDir(name), "bucket-pos")
+}
