@@ -47,3 +47,11 @@ type Applier interface {
 	// nothing is changed and an error is returned.
 	ApplyLTX(ctx context.Context, name string, r io.Reader) (Pos, error)
 }
+
+// LeaseView tells who holds each database's write lease. The mount uses it
+// for the read-only files that tell applications where writes must go.
+type LeaseView interface {
+	// Holder returns the node that holds database name's lease and the
+	// lease's epoch; ok is false when nobody holds it.
+	Holder(name string) (node string, epoch uint64, ok bool)
+}

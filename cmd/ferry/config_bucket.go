@@ -1,0 +1,5 @@
+package main
+
+// BucketConfig is the config's bucket section: where change sets are
+// shipped and restored from.
+type BucketConfig struct{}
