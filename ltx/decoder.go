@@ -51,7 +51,12 @@ type indexEntry struct {
 // NewDecoder returns a Decoder that reads from r. It reads through a buffer,
 // so it may read past the end of the LTX file if r holds more.
 func NewDecoder(r io.Reader) *Decoder {
-	return &Decoder{r: bufio.NewReaderSize(r, 64<<10)}
+	return newDecoderSize(r, 64<<10)
+}
+
+// newDecoderSize returns a Decoder with a read buffer of size bytes.
+func newDecoderSize(r io.Reader, size int) *Decoder {
+	return &Decoder{r: bufio.NewReaderSize(r, size)}
 }
 
 // N returns the number of bytes read so far.
