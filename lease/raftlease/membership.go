@@ -1,0 +1,271 @@
+package raftlease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// joinRetry is the pause between attempts to join the cluster.
+const joinRetry = 250 * time.Millisecond
+
+// health tracks which members the leader fails to reach, from Raft's
+// heartbeat observations.
+type health struct {
+	ch    chan raft.Observation
+	mu    sync.Mutex
+	since map[string]time.Time
+}
+
+func newHealth() *health {
+	return &health{ch: make(chan raft.Observation, 64), since: make(map[string]time.Time)}
+}
+
+func (h *health) failing(id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.since[id]
+	return ok
+}
+
+// failingFor returns how long id has been unreachable.
+func (h *health) failingFor(id string, now time.Time) time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t, ok := h.since[id]
+	if !ok {
+		return 0
+	}
+	return now.Sub(t)
+}
+
+func (h *health) observe(o raft.Observation) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch d := o.Data.(type) {
+	case raft.FailedHeartbeatObservation:
+		if _, ok := h.since[string(d.PeerID)]; !ok {
+			h.since[string(d.PeerID)] = d.LastContact
+		}
+	case raft.ResumedHeartbeatObservation:
+		delete(h.since, string(d.PeerID))
+	case raft.LeaderObservation:
+		// Only a leader sends heartbeats; a new leader starts fresh.
+		clear(h.since)
+	case raft.PeerObservation:
+		if d.Removed {
+			delete(h.since, string(d.Peer.ID))
+		}
+	}
+}
+
+// joinLoop makes sure this node is a member with its region registered,
+// retrying until it succeeds or the manager stops. With no state and no
+// leader anywhere, the node with the lowest address among its peers
+// bootstraps the cluster and the others join it.
+func (m *Manager) joinLoop() {
+	defer m.wg.Done()
+	req := joinReq{ID: m.cfg.Node, Addr: m.addr, Region: m.cfg.Region}
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-m.stop:
+				return
+			case <-time.After(joinRetry):
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := m.tryJoin(ctx, req)
+		cancel()
+		if err == nil {
+			m.log.Info("joined lease cluster", "node", m.cfg.Node, "addr", m.addr)
+			return
+		}
+		if attempt%20 == 19 {
+			m.log.Warn("still joining lease cluster", "err", err)
+		}
+	}
+}
+
+func (m *Manager) tryJoin(ctx context.Context, req joinReq) error {
+	if addr, _ := m.raft.LeaderWithID(); addr != "" {
+		return m.joinVia(ctx, req, 0)
+	}
+	peers := m.peers(ctx)
+	if len(peers) == 0 {
+		return errNoLeader // a single node: wait for its own election
+	}
+	var errs []error
+	for _, p := range peers {
+		if _, err := m.call(ctx, p, rpcRequest{Op: rpcJoin, Join: &req}); err == nil {
+			return nil
+		} else {
+			errs = append(errs, err)
+		}
+	}
+	if m.lowest(peers) && m.raft.LastIndex() == 0 {
+		m.log.Info("no leader among peers; bootstrapping lease cluster", "node", m.cfg.Node, "addr", m.addr)
+		f := m.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
+			ID: raft.ServerID(m.cfg.Node), Address: raft.ServerAddress(m.addr), Suffrage: raft.Voter,
+		}}})
+		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			errs = append(errs, fmt.Errorf("bootstrap: %w", err))
+		}
+	}
+	return fmt.Errorf("join lease cluster: %w", errors.Join(errs...))
+}
+
+// lowest reports whether this node's address sorts first among peers.
+func (m *Manager) lowest(peers []string) bool {
+	for _, p := range peers {
+		if p < m.addr {
+			return false
+		}
+	}
+	return true
+}
+
+// peers returns the other nodes' Raft addresses from config and DNS.
+func (m *Manager) peers(ctx context.Context) []string {
+	var out []string
+	add := func(a string) {
+		if a != m.addr && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	for _, p := range m.cfg.Peers {
+		add(p)
+	}
+	if m.cfg.Discovery != "" {
+		port := m.cfg.DiscoveryPort
+		if port == 0 {
+			_, ps, _ := net.SplitHostPort(m.addr)
+			port, _ = strconv.Atoi(ps)
+		}
+		ips, err := net.DefaultResolver.LookupHost(ctx, m.cfg.Discovery)
+		if err != nil {
+			m.log.Debug("peer discovery", "name", m.cfg.Discovery, "err", err)
+		}
+		for _, ip := range ips {
+			add(net.JoinHostPort(ip, strconv.Itoa(port)))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// joinVia adds a node on the leader, forwarding there if needed.
+func (m *Manager) joinVia(ctx context.Context, req joinReq, hops int) error {
+	if m.raft.State() != raft.Leader {
+		addr, _ := m.raft.LeaderWithID()
+		if addr == "" || hops >= maxHops {
+			return errNoLeader
+		}
+		_, err := m.call(ctx, string(addr), rpcRequest{Op: rpcJoin, Hops: hops + 1, Join: &req})
+		return err
+	}
+	cf := m.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return fmt.Errorf("read raft configuration: %w", err)
+	}
+	voters, member := 0, false
+	for _, s := range cf.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+		if string(s.ID) == req.ID {
+			if string(s.Address) == req.Addr {
+				member = true
+				continue
+			}
+			// The node came back with a new address: replace it.
+			if err := m.raft.RemoveServer(s.ID, 0, 0).Error(); err != nil {
+				return fmt.Errorf("remove %s before re-adding: %w", req.ID, err)
+			}
+			if s.Suffrage == raft.Voter {
+				voters--
+			}
+		}
+	}
+	if !member {
+		var f raft.IndexFuture
+		if voters < m.cfg.MaxVoters {
+			f = m.raft.AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.Addr), 0, 0)
+		} else {
+			f = m.raft.AddNonvoter(raft.ServerID(req.ID), raft.ServerAddress(req.Addr), 0, 0)
+		}
+		if err := f.Error(); err != nil {
+			return fmt.Errorf("add %s to cluster: %w", req.ID, err)
+		}
+		m.log.Info("added lease cluster member", "node", req.ID, "addr", req.Addr, "voter", voters < m.cfg.MaxVoters)
+	}
+	if n, ok := m.fsm.node(req.ID); !ok || n.Region != req.Region || n.Addr != req.Addr {
+		if _, err := m.applyLocal(ctx, command{Op: opRegister, Node: req.ID, Region: req.Region, Addr: req.Addr}); err != nil {
+			return fmt.Errorf("register %s: %w", req.ID, err)
+		}
+	}
+	return nil
+}
+
+// reapLoop, on the leader, removes members unreachable for DeadAfter and
+// promotes healthy non-voters while voters are below MaxVoters.
+func (m *Manager) reapLoop() {
+	defer m.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case o := <-m.health.ch:
+			m.health.observe(o)
+			continue
+		case <-t.C:
+		}
+		if m.raft.State() != raft.Leader {
+			continue
+		}
+		m.reap(time.Now())
+	}
+}
+
+func (m *Manager) reap(now time.Time) {
+	cf := m.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return
+	}
+	voters := 0
+	var spare []raft.Server
+	for _, s := range cf.Configuration().Servers {
+		id := string(s.ID)
+		if id != m.cfg.Node && m.health.failingFor(id, now) > m.cfg.DeadAfter {
+			m.log.Warn("removing unreachable lease cluster member", "node", id, "after", m.cfg.DeadAfter)
+			if err := m.raft.RemoveServer(s.ID, 0, 0).Error(); err != nil {
+				m.log.Warn("remove member", "node", id, "err", err)
+			}
+			continue
+		}
+		if s.Suffrage == raft.Voter {
+			voters++
+		} else if !m.health.failing(id) {
+			spare = append(spare, s)
+		}
+	}
+	for _, s := range spare {
+		if voters >= m.cfg.MaxVoters {
+			break
+		}
+		if err := m.raft.AddVoter(s.ID, s.Address, 0, 0).Error(); err != nil {
+			m.log.Warn("promote member to voter", "node", s.ID, "err", err)
+			continue
+		}
+		voters++
+	}
+}
