@@ -109,6 +109,7 @@ type Manager struct {
 
 	health *health
 
+	ready   chan struct{} // closed once Open has finished
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	closeMu sync.Mutex
@@ -128,7 +129,7 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 	if err := cfg.Placement.Validate(); err != nil {
 		return nil, fmt.Errorf("raft lease: %w", err)
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}
+	m := &Manager{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), stop: make(chan struct{})}
 	m.fsm = newFSM(m.applied)
 	m.health = newHealth()
 
@@ -158,6 +159,7 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		Node: cfg.Node, TTL: cfg.TTL, AcquireTimeout: cfg.AcquireTimeout,
 		CatchUp: cfg.CatchUp, Allowed: m.allowed, Logger: cfg.Logger,
 	})
+	close(m.ready)
 	m.wg.Add(2)
 	go m.joinLoop()
 	go m.reapLoop()

@@ -118,6 +118,14 @@ func (m *Manager) call(ctx context.Context, addr string, req rpcRequest) (lease.
 // serveRPC answers one request on c.
 func (m *Manager) serveRPC(c net.Conn) {
 	defer c.Close()
+	// Peers may call while this node is still starting.
+	select {
+	case <-m.ready:
+	case <-m.stop:
+		return
+	case <-time.After(rpcTimeout):
+		return
+	}
 	_ = c.SetDeadline(time.Now().Add(rpcTimeout))
 	var req rpcRequest
 	var resp rpcResponse
