@@ -152,5 +152,4 @@ func (s *Static) Status(ctx context.Context) (Status, error) {
 // Close does nothing.
 func (s *Static) Close() error { return nil }
 
-
 var _ Manager = (*Static)(nil)

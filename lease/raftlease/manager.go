@@ -368,7 +368,16 @@ func (m *Manager) Handoff(ctx context.Context, name, node string) error {
 	if err := m.checkMember(node); err != nil {
 		return fmt.Errorf("handoff %q: %w", name, err)
 	}
+	// A follower's replica may trail the leader by a heartbeat or so.
 	l, ok := m.fsm.get(name)
+	for wait := time.Now().Add(m.cfg.HeartbeatTimeout); (!ok || !l.Held(time.Now())) && time.Now().Before(wait); {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("handoff %q: %w", name, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+		l, ok = m.fsm.get(name)
+	}
 	if !ok || !l.Held(time.Now()) {
 		return fmt.Errorf("handoff %q: nobody holds it: %w", name, lease.ErrNotHeld)
 	}
