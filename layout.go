@@ -75,3 +75,11 @@ func ParseLTXFilename(name string) (min, max ltx.TXID, err error) {
 func (l Layout) BucketPosPath(name string) string {
 	return filepath.Join(l.MetaDir(name), "bucket-pos")
 }
+
+// ChecksumIndexPath is the file in which a clean shutdown saves the
+// checksum of every page of database name, so that the next start does not
+// have to read the whole database. It is removed while the database is
+// open, so a crash leaves none behind.
+func (l Layout) ChecksumIndexPath(name string) string {
+	return filepath.Join(l.MetaDir(name), "checksums")
+}

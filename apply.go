@@ -1,0 +1,289 @@
+package ferry
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/ferrydb/ferry/ltx"
+)
+
+// ApplyLTX applies one LTX file read from r to database name, creating the
+// database if it does not exist. The file is checked completely (format,
+// file checksum, TXID continuity, and pre- and post-apply checksums against
+// the database) before anything changes. It is then written to the
+// database file and kept in the local log, the kernel's cache of the file
+// is dropped, and SQLite's own caches are invalidated so that connections
+// see the new content at their next transaction.
+func (s *Store) ApplyLTX(ctx context.Context, name string, r io.Reader) (Pos, error) {
+	if err := ValidateName(name); err != nil {
+		return Pos{}, err
+	}
+	d, err := s.dbForApply(name)
+	if err != nil {
+		return Pos{}, err
+	}
+	d.mu.Lock()
+	pos, err := d.applyLocked(ctx, r)
+	d.mu.Unlock()
+	if err != nil {
+		return Pos{}, fmt.Errorf("apply LTX to %q: %w", name, err)
+	}
+	s.invalidate(name)
+	s.invalidate(name + "-shm")
+	s.notify(name, pos)
+	return pos, nil
+}
+
+// dbForApply returns database name, creating an empty one if needed.
+func (s *Store) dbForApply(name string) (*DB, error) {
+	path := s.layout.DBPath(name)
+	if _, err := os.Stat(path); os.IsNotExist(err) {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return nil, fmt.Errorf("create directory: %w", err)
+		}
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("create database: %w", err)
+		}
+		f.Close()
+	}
+	d, err := s.lookupDB(name)
+	if err != nil {
+		return nil, err
+	}
+	if d == nil {
+		return nil, fmt.Errorf("%q exists and is not a database", name)
+	}
+	return d, nil
+}
+
+func (d *DB) applyLocked(ctx context.Context, r io.Reader) (Pos, error) {
+	if d.state == statePlain {
+		return Pos{}, errors.New("file is not a database")
+	}
+	dir := d.store.layout.LTXDir(d.name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return Pos{}, fmt.Errorf("create LTX directory: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, "apply-*.tmp")
+	if err != nil {
+		return Pos{}, fmt.Errorf("create temporary file: %w", err)
+	}
+	defer func() {
+		tmp.Close()
+		_ = os.Remove(tmp.Name())
+	}()
+
+	// Pass 1: copy and check the file, and compute the checksum it leads to.
+	dec := ltx.NewDecoder(io.TeeReader(r, tmp))
+	if err := dec.DecodeHeader(); err != nil {
+		return Pos{}, err
+	}
+	hdr := dec.Header()
+	if hdr.NoChecksum() {
+		return Pos{}, errors.New("LTX file does not track checksums")
+	}
+	if hdr.MinTXID != d.pos.TXID+1 {
+		return Pos{}, fmt.Errorf("LTX file starts at TXID %d, database is at %d", hdr.MinTXID, d.pos.TXID)
+	}
+	if !hdr.IsSnapshot() && hdr.PreApplyChecksum != d.pos.PostApplyChecksum {
+		return Pos{}, fmt.Errorf("%w: file expects %s, database is at %s", ltx.ErrPreApplyMismatch, hdr.PreApplyChecksum, d.pos.PostApplyChecksum)
+	}
+	rewrite := hdr.IsSnapshot() || hdr.PageSize != d.pageSize
+	sums := make([]ltx.Checksum, hdr.Commit)
+	var sum ltx.Checksum
+	if !rewrite {
+		copy(sums, d.sums)
+		for i := uint32(len(d.sums)); i < hdr.Commit; i++ {
+			// New pages not in the file would be zero.
+			if i+1 != ltx.LockPgno(hdr.PageSize) {
+				sums[i] = ltx.ChecksumPage(i+1, make([]byte, hdr.PageSize))
+			}
+		}
+		for _, c := range sums {
+			sum ^= c
+		}
+	}
+	data := make([]byte, hdr.PageSize)
+	seen := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return Pos{}, err
+		}
+		var ph ltx.PageHeader
+		if err := dec.DecodePage(&ph, data); err == io.EOF {
+			break
+		} else if err != nil {
+			return Pos{}, err
+		}
+		c := ltx.ChecksumPage(ph.Pgno, data)
+		sum ^= sums[ph.Pgno-1] ^ c
+		sums[ph.Pgno-1] = c
+		seen++
+	}
+	if err := dec.Close(); err != nil {
+		return Pos{}, err
+	}
+	if rewrite && seen != int(hdr.Commit)-lockPageCount(hdr.PageSize, hdr.Commit) {
+		return Pos{}, fmt.Errorf("LTX file changes the page size but does not hold every page")
+	}
+	post := dec.Trailer().PostApplyChecksum
+	if ltx.ChecksumFlag|sum != post {
+		return Pos{}, fmt.Errorf("%w: file says %s, applying it gives %s", ltx.ErrPostApplyMismatch, post, ltx.ChecksumFlag|sum)
+	}
+
+	// Pass 2: write the pages.
+	if err := d.foldWAL(); err != nil {
+		return Pos{}, err
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return Pos{}, err
+	}
+	dec = ltx.NewDecoder(bufio.NewReader(tmp))
+	if err := dec.DecodeHeader(); err != nil {
+		return Pos{}, err
+	}
+	walMode := d.walMode
+	for {
+		var ph ltx.PageHeader
+		if err := dec.DecodePage(&ph, data); err == io.EOF {
+			break
+		} else if err != nil {
+			return Pos{}, err
+		}
+		if _, err := d.file.WriteAt(data, int64(ph.Pgno-1)*int64(hdr.PageSize)); err != nil {
+			return Pos{}, d.fail(fmt.Errorf("write page %d: %w", ph.Pgno, err))
+		}
+		if ph.Pgno == 1 {
+			walMode = dbHeader(data).walMode()
+		}
+	}
+	if err := d.file.Truncate(int64(hdr.Commit) * int64(hdr.PageSize)); err != nil {
+		return Pos{}, d.fail(fmt.Errorf("truncate database: %w", err))
+	}
+	if err := d.file.Sync(); err != nil {
+		return Pos{}, d.fail(fmt.Errorf("sync database: %w", err))
+	}
+	if err := tmp.Sync(); err != nil {
+		return Pos{}, d.fail(err)
+	}
+	if err := os.Rename(tmp.Name(), d.store.layout.LTXPath(d.name, hdr.MinTXID, hdr.MaxTXID)); err != nil {
+		return Pos{}, d.fail(fmt.Errorf("add to log: %w", err))
+	}
+	if err := syncDir(dir); err != nil {
+		return Pos{}, d.fail(err)
+	}
+
+	d.state = stateDatabase
+	d.sums, d.sum = sums, sum
+	d.pageSize, d.pageN = hdr.PageSize, hdr.Commit
+	d.pos = Pos{TXID: hdr.MaxTXID, PostApplyChecksum: post}
+	d.lastHdr = hdr
+	d.walMode = walMode
+	if err := d.writePosFile(d.pos); err != nil {
+		return Pos{}, d.fail(err)
+	}
+	if walMode {
+		if err := d.resetSHM(); err != nil {
+			return Pos{}, d.fail(err)
+		}
+	}
+	return d.pos, nil
+}
+
+// lockPageCount is 1 if the lock page is within the first commit pages.
+func lockPageCount(pageSize, commit uint32) int {
+	if ltx.LockPgno(pageSize) <= commit {
+		return 1
+	}
+	return 0
+}
+
+// foldWAL copies the committed frames of the WAL into the database file
+// and empties the WAL, so that pages written from a change set are not
+// hidden by older versions in the WAL.
+func (d *DB) foldWAL() error {
+	if !d.wal.hdrOK || len(d.wal.index) == 0 {
+		return nil
+	}
+	pgnos := make([]uint32, 0, len(d.wal.index))
+	for pgno := range d.wal.index {
+		pgnos = append(pgnos, pgno)
+	}
+	pages, err := d.readLogicalPages(pgnos, d.wal.hdr.pageSize)
+	if err != nil {
+		return err
+	}
+	for _, p := range pages {
+		if _, err := d.file.WriteAt(p.data, int64(p.pgno-1)*int64(d.wal.hdr.pageSize)); err != nil {
+			return fmt.Errorf("checkpoint page %d: %w", p.pgno, err)
+		}
+	}
+	if err := d.file.Truncate(int64(d.wal.lastCommit) * int64(d.wal.hdr.pageSize)); err != nil {
+		return fmt.Errorf("checkpoint: truncate database: %w", err)
+	}
+	if err := d.file.Sync(); err != nil {
+		return fmt.Errorf("checkpoint: sync database: %w", err)
+	}
+	if err := os.Truncate(d.store.layout.DBPath(d.name)+"-wal", 0); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("checkpoint: empty WAL: %w", err)
+	}
+	d.wal.reset()
+	d.store.invalidate(d.name + "-wal")
+	return nil
+}
+
+// The WAL-index header, as SQLite lays it out at the start of the -shm file
+// (two copies, native byte order), and the checkpoint info after it.
+const (
+	shmHeaderSize   = 48
+	shmIChange      = 8
+	shmIsInit       = 12
+	shmMxFrame      = 16
+	shmNPage        = 20
+	shmSalt1        = 32
+	shmCksum        = 40
+	shmNBackfill    = 2 * shmHeaderSize
+	shmMinSize      = shmNBackfill + 4
+	shmHeaderCksumN = 40
+)
+
+// resetSHM rewrites the WAL-index header so that every connection sees that
+// the database changed: a new change count, an empty WAL, the new size, and
+// new salts so that the next writer starts a fresh WAL.
+func (d *DB) resetSHM() error {
+	path := d.store.layout.DBPath(d.name) + "-shm"
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if os.IsNotExist(err) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("open shm: %w", err)
+	}
+	defer f.Close()
+	b := make([]byte, shmMinSize)
+	if n, _ := f.ReadAt(b, 0); n < shmMinSize {
+		return nil // not initialized yet: the first connection builds it
+	}
+	h := b[:shmHeaderSize]
+	le := binary.LittleEndian
+	le.PutUint32(h[shmIChange:], le.Uint32(h[shmIChange:])+1)
+	h[shmIsInit] = 1
+	le.PutUint32(h[shmMxFrame:], 0)
+	le.PutUint32(h[shmNPage:], d.pageN)
+	le.PutUint32(h[shmSalt1:], le.Uint32(h[shmSalt1:])+1)
+	c := walChecksum(false, [2]uint32{}, h[:shmHeaderCksumN]) // native order: little-endian hosts
+	le.PutUint32(h[shmCksum:], c[0])
+	le.PutUint32(h[shmCksum+4:], c[1])
+	copy(b[shmHeaderSize:], h)
+	le.PutUint32(b[shmNBackfill:], 0)
+	if _, err := f.WriteAt(b, 0); err != nil {
+		return fmt.Errorf("write shm: %w", err)
+	}
+	return nil
+}

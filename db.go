@@ -1,0 +1,417 @@
+package ferry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"sort"
+	"sync"
+
+	"github.com/ferrydb/ferry/ltx"
+)
+
+// dbState is what the store knows a file to be.
+type dbState int
+
+const (
+	// stateCandidate is an empty file that becomes a database when its
+	// first page is written with the SQLite header.
+	stateCandidate dbState = iota
+	stateDatabase
+	// statePlain is a candidate whose first write was not a database page.
+	statePlain
+)
+
+// DB is one database of a Store: its backing file, its position, the
+// checksum of every page and the state of the transaction in progress. The
+// FUSE layer reports each write, truncate, sync and unlink of the database
+// and its journal files through the DB's methods, which turn committed
+// transactions into LTX files.
+type DB struct {
+	store  *Store
+	name   string
+	logger *slog.Logger
+
+	mu    sync.Mutex
+	state dbState
+	file  *os.File // the backing database file, read and written by the store
+
+	pos      Pos
+	lastHdr  ltx.Header // header of the newest LTX file in the log
+	pageSize uint32
+	pageN    uint32
+	sums     []ltx.Checksum // page checksums, index pgno-1; zero for the lock page
+	sum      ltx.Checksum   // XOR of sums, without ChecksumFlag
+	walMode  bool           // the logical header says WAL mode
+
+	// Rollback-journal transaction in progress.
+	journalActive bool
+	dirty         map[uint32]struct{}
+	dbSynced      bool
+
+	wal walState
+
+	// LTX files written but not yet synced, and the position they reach.
+	unsynced    []*os.File
+	unsyncedPos Pos
+	posFile     *os.File
+
+	// broken is set when a transaction could not be captured; writes are
+	// refused until recovery on the next start repairs the log.
+	broken error
+}
+
+func newDB(s *Store, name string) *DB {
+	return &DB{
+		store:  s,
+		name:   name,
+		logger: s.logger.With("db", name),
+		dirty:  make(map[uint32]struct{}),
+	}
+}
+
+// Name returns the database's name in the mount.
+func (d *DB) Name() string { return d.name }
+
+// Pos returns the database's current position.
+func (d *DB) Pos() Pos {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.pos
+}
+
+func (d *DB) isDatabase() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.state == stateDatabase
+}
+
+func (d *DB) isPlain() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.state == statePlain
+}
+
+// IsPlain reports whether the file turned out not to be a database; its
+// companions are then plain files too.
+func (d *DB) IsPlain() bool { return d.isPlain() }
+
+// CheckWrite returns an error wrapping ErrReadOnly when this node may not
+// write the database now.
+func (d *DB) CheckWrite(ctx context.Context) error {
+	d.mu.Lock()
+	broken := d.broken
+	d.mu.Unlock()
+	if broken != nil {
+		return fmt.Errorf("%w: %w", ErrReadOnly, broken)
+	}
+	return d.store.checkWrite(ctx, d.name)
+}
+
+// openFile opens the backing database file for the store's own reads.
+func (d *DB) openFile() error {
+	f, err := os.OpenFile(d.store.layout.DBPath(d.name), os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open database file: %w", err)
+	}
+	d.file = f
+	return nil
+}
+
+// openCandidate prepares state for an empty file that may become a
+// database.
+func (d *DB) openCandidate() error {
+	d.state = stateCandidate
+	if err := d.openFile(); err != nil {
+		return err
+	}
+	// An empty file may still have history, e.g. a database truncated to
+	// nothing; pick it up so TXIDs continue.
+	if err := d.loadLog(); err != nil {
+		return err
+	}
+	if !d.pos.IsZero() {
+		d.state = stateDatabase
+	}
+	return nil
+}
+
+// close syncs outstanding change sets and saves the checksum index.
+func (d *DB) close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	if err := d.syncLocked(); err != nil {
+		errs = append(errs, err)
+	}
+	if d.state == stateDatabase && !d.pos.IsZero() {
+		if err := d.saveIndex(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if d.file != nil {
+		errs = append(errs, d.file.Close())
+		d.file = nil
+	}
+	if d.posFile != nil {
+		errs = append(errs, d.posFile.Close())
+		d.posFile = nil
+	}
+	return errors.Join(errs...)
+}
+
+// DBWritten records that the mount wrote len bytes at off to the database
+// file. In rollback-journal modes those pages belong to the transaction in
+// progress; in WAL mode the writes are checkpoints, which do not change the
+// database's content.
+func (d *DB) DBWritten(off int64, data []byte) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state == stateCandidate {
+		if off == 0 && len(data) >= sqliteHeaderSize && dbHeader(data).valid() {
+			d.state = stateDatabase
+			d.logger.Info("new database")
+		} else {
+			d.state = statePlain
+			return
+		}
+	}
+	if d.state != stateDatabase {
+		return
+	}
+	if d.walMode && !d.journalActive {
+		return
+	}
+	ps := d.writePageSize(off, data)
+	if ps == 0 {
+		return
+	}
+	for p := off / int64(ps); p*int64(ps) < off+int64(len(data)); p++ {
+		d.dirty[uint32(p+1)] = struct{}{}
+	}
+}
+
+// writePageSize is the page size to map a write to pages: the page size
+// the write itself declares when it carries page 1, else the current one.
+func (d *DB) writePageSize(off int64, data []byte) uint32 {
+	if off == 0 && len(data) >= sqliteHeaderSize && dbHeader(data).valid() {
+		return dbHeader(data).pageSize()
+	}
+	if d.pageSize != 0 {
+		return d.pageSize
+	}
+	hdr, err := d.readHeader()
+	if err != nil {
+		return 0
+	}
+	return hdr.pageSize()
+}
+
+// DBTruncated records a truncate of the database file.
+func (d *DB) DBTruncated(size int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state == stateDatabase && (!d.walMode || d.journalActive) {
+		// The commit reads the new size from the file; a shrink marks page
+		// 1 so that the transaction is not mistaken for a no-op.
+		d.dirty[1] = struct{}{}
+	}
+}
+
+// DBSynced records an fsync of the database file. In journal modes without
+// a journal file (OFF, MEMORY) it is the only sign of a commit.
+func (d *DB) DBSynced() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state != stateDatabase {
+		return nil
+	}
+	d.dbSynced = true
+	if !d.journalActive && !d.walMode && len(d.dirty) > 0 {
+		if err := d.commitJournalLocked(); err != nil {
+			return err
+		}
+	}
+	return d.syncLocked()
+}
+
+// JournalWritten records a write to the rollback journal. A header written
+// at offset 0 starts a transaction; zeroing it commits (PERSIST mode, and
+// every mode under locking_mode=EXCLUSIVE).
+func (d *DB) JournalWritten(off int64, data []byte) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state == statePlain || off != 0 || len(data) < 8 {
+		return nil
+	}
+	switch {
+	case string(data[:8]) == string(journalMagic):
+		d.journalActive = true
+	case isZero(data[:8]) && d.journalActive:
+		return d.commitJournalLocked()
+	}
+	return nil
+}
+
+// JournalTruncated records a truncate of the journal; to zero it commits
+// (TRUNCATE mode).
+func (d *DB) JournalTruncated(size int64) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if size == 0 && d.journalActive {
+		return d.commitJournalLocked()
+	}
+	return nil
+}
+
+// JournalRemoved records the journal's deletion, the commit in DELETE mode.
+func (d *DB) JournalRemoved() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.journalActive {
+		return d.commitJournalLocked()
+	}
+	return nil
+}
+
+// commitJournalLocked turns the pages written during a rollback-journal
+// transaction into one change set.
+func (d *DB) commitJournalLocked() error {
+	d.journalActive = false
+	dirty := d.dirty
+	d.dirty = make(map[uint32]struct{})
+	synced := d.dbSynced
+	d.dbSynced = false
+	if d.state != stateDatabase || len(dirty) == 0 {
+		return nil
+	}
+
+	hdr, err := d.readHeader()
+	if err != nil {
+		return d.fail(fmt.Errorf("read header at commit: %w", err))
+	}
+	if !hdr.valid() {
+		return d.fail(errors.New("database header is not valid at commit"))
+	}
+	pageSize := hdr.pageSize()
+	fi, err := d.file.Stat()
+	if err != nil {
+		return d.fail(fmt.Errorf("stat database: %w", err))
+	}
+	commit, ok := hdr.pageCount()
+	if !ok {
+		commit = uint32(fi.Size() / int64(pageSize))
+	}
+
+	full := d.pos.TXID == 0 || pageSize != d.pageSize
+	var pgnos []uint32
+	if full {
+		pgnos = allPages(pageSize, commit)
+	} else {
+		for p := range dirty {
+			if p <= commit {
+				pgnos = append(pgnos, p)
+			}
+		}
+		// Pages past the old end are part of the change even if SQLite
+		// extended the file without writing them.
+		for p := d.pageN + 1; p <= commit; p++ {
+			if _, ok := dirty[p]; !ok {
+				pgnos = append(pgnos, p)
+			}
+		}
+		sort.Slice(pgnos, func(i, j int) bool { return pgnos[i] < pgnos[j] })
+	}
+
+	read, err := d.readLogicalPages(pgnos, pageSize)
+	if err != nil {
+		return d.fail(err)
+	}
+	pages := read[:0]
+	for _, p := range read {
+		if !full && p.pgno <= d.pageN && ltx.ChecksumPage(p.pgno, p.data) == d.sums[p.pgno-1] {
+			continue // unchanged: rewritten with the same bytes, or rolled back
+		}
+		pages = append(pages, p)
+	}
+	if !full && len(pages) == 0 && commit == d.pageN {
+		return nil // a rollback, or a commit that changed nothing
+	}
+	return d.writeChangeSet(changeSet{pageSize: pageSize, commit: commit, pages: pages, full: full}, synced)
+}
+
+// fail logs err: the change set could not be made, which makes the log
+// diverge from the database, so the database is refused until restart,
+// when recovery repairs the log.
+func (d *DB) fail(err error) error {
+	d.logger.Error("cannot capture transaction", "err", err)
+	err = fmt.Errorf("database %q: %w", d.name, err)
+	if d.broken == nil {
+		d.broken = err
+	}
+	return err
+}
+
+// readHeader reads the database file's header.
+func (d *DB) readHeader() (dbHeader, error) {
+	b := make([]byte, sqliteHeaderSize)
+	n, err := d.file.ReadAt(b, 0)
+	if n < sqliteHeaderSize {
+		if err == nil {
+			err = errors.New("short read")
+		}
+		return nil, err
+	}
+	return dbHeader(b), nil
+}
+
+// allPages lists pages 1 to commit.
+func allPages(pageSize, commit uint32) []uint32 {
+	pgnos := make([]uint32, 0, commit)
+	for p := uint32(1); p <= commit; p++ {
+		pgnos = append(pgnos, p)
+	}
+	return pgnos
+}
+
+// Sync makes every change set written so far durable and tells the
+// listeners about it.
+func (d *DB) Sync() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.syncLocked()
+}
+
+func (d *DB) syncLocked() error {
+	if len(d.unsynced) == 0 {
+		return nil
+	}
+	var errs []error
+	for _, f := range d.unsynced {
+		if err := f.Sync(); err != nil {
+			errs = append(errs, fmt.Errorf("sync %s: %w", f.Name(), err))
+		}
+		errs = append(errs, f.Close())
+	}
+	d.unsynced = d.unsynced[:0]
+	if err := errors.Join(errs...); err != nil {
+		return d.fail(err)
+	}
+	pos := d.unsyncedPos
+	if err := d.writePosFile(pos); err != nil {
+		return d.fail(err)
+	}
+	d.store.notify(d.name, pos)
+	return nil
+}
+
+// removeIfExists removes path, ignoring a missing file.
+func removeIfExists(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,194 @@
+package ferry
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ferrydb/ferry/ltx"
+)
+
+// logFile is one file of a database's local LTX log.
+type logFile struct {
+	min, max ltx.TXID
+	path     string
+	modTime  time.Time
+}
+
+// listLog returns the database's LTX files ordered by TXID.
+func (s *Store) listLog(name string) ([]logFile, error) {
+	dir := s.layout.LTXDir(name)
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("read LTX directory: %w", err)
+	}
+	var files []logFile
+	for _, e := range ents {
+		min, max, err := ParseLTXFilename(e.Name())
+		if err != nil {
+			continue // temporary and foreign files
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue
+		}
+		files = append(files, logFile{min: min, max: max, path: dirJoin(dir, e.Name()), modTime: info.ModTime()})
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].max < files[j].max })
+	return files, nil
+}
+
+func dirJoin(dir, name string) string { return dir + string(os.PathSeparator) + name }
+
+// readPosFile parses a file holding Pos.String(); a missing file is the
+// zero Pos.
+func readPosFile(path string) (Pos, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Pos{}, nil
+	} else if err != nil {
+		return Pos{}, fmt.Errorf("read position: %w", err)
+	}
+	return ParsePos(strings.TrimSpace(string(b)))
+}
+
+// ParsePos parses the form written by Pos.String.
+func ParsePos(s string) (Pos, error) {
+	var txid, chksum uint64
+	if len(s) != 33 || s[16] != '/' {
+		return Pos{}, fmt.Errorf("invalid position %q", s)
+	}
+	if _, err := fmt.Sscanf(s, "%016x/%016x", &txid, &chksum); err != nil {
+		return Pos{}, fmt.Errorf("invalid position %q: %w", s, err)
+	}
+	return Pos{TXID: ltx.TXID(txid), PostApplyChecksum: ltx.Checksum(chksum)}, nil
+}
+
+// writePosFile records pos in the database's position file. The log is the
+// authority after a crash, so the file is written in place without a sync.
+func (d *DB) writePosFile(pos Pos) error {
+	if d.posFile == nil {
+		if err := os.MkdirAll(d.store.layout.MetaDir(d.name), 0o755); err != nil {
+			return fmt.Errorf("create metadata directory: %w", err)
+		}
+		f, err := os.OpenFile(d.store.layout.PosPath(d.name), os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return fmt.Errorf("open position file: %w", err)
+		}
+		d.posFile = f
+	}
+	b := []byte(pos.String() + "\n")
+	if _, err := d.posFile.WriteAt(b, 0); err != nil {
+		return fmt.Errorf("write position file: %w", err)
+	}
+	return nil
+}
+
+// loadLog sets the position from the newest intact LTX file. Files newer
+// than the recorded position may not have reached the disk before a crash:
+// each is verified, and the first damaged one and all after it are removed.
+func (d *DB) loadLog() error {
+	files, err := d.store.listLog(d.name)
+	if err != nil {
+		return err
+	}
+	recorded, err := readPosFile(d.store.layout.PosPath(d.name))
+	if err != nil {
+		d.logger.Warn("ignoring unreadable position file", "err", err)
+	}
+
+	d.pos, d.lastHdr = Pos{}, ltx.Header{}
+	for i, f := range files {
+		if f.max <= recorded.TXID && i < len(files)-1 {
+			// Durable before the last sync: trust it, but keep the chain.
+			d.pos.TXID = f.max
+			continue
+		}
+		hdr, trailer, err := verifyLTXFile(f.path)
+		if err == nil && f.min != d.pos.TXID+1 && d.pos.TXID != 0 {
+			err = fmt.Errorf("gap in log before %s", f.path)
+		}
+		if err != nil {
+			d.logger.Warn("removing damaged or out-of-order LTX files", "from", f.path, "err", err)
+			for _, g := range files[i:] {
+				if err := os.Remove(g.path); err != nil {
+					return fmt.Errorf("remove damaged LTX file: %w", err)
+				}
+			}
+			break
+		}
+		d.pos = Pos{TXID: hdr.MaxTXID, PostApplyChecksum: trailer.PostApplyChecksum}
+		d.lastHdr = hdr
+	}
+	if d.pos.TXID != 0 && d.pos.PostApplyChecksum == 0 {
+		// Only durable files remained after the damaged ones were removed;
+		// read the newest for its checksum.
+		last := files[0]
+		for _, f := range files {
+			if f.max == d.pos.TXID {
+				last = f
+			}
+		}
+		hdr, trailer, err := verifyLTXFile(last.path)
+		if err != nil {
+			return fmt.Errorf("read newest LTX file: %w", err)
+		}
+		d.pos.PostApplyChecksum, d.lastHdr = trailer.PostApplyChecksum, hdr
+	}
+	if d.pos != recorded {
+		if err := d.writePosFile(d.pos); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// verifyLTXFile decodes a whole LTX file and returns its header and
+// trailer.
+func verifyLTXFile(path string) (ltx.Header, ltx.Trailer, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return ltx.Header{}, ltx.Trailer{}, err
+	}
+	defer f.Close()
+	dec := ltx.NewDecoder(bufio.NewReaderSize(f, 64<<10))
+	if err := dec.Verify(); err != nil {
+		return ltx.Header{}, ltx.Trailer{}, fmt.Errorf("verify %s: %w", path, err)
+	}
+	return dec.Header(), dec.Trailer(), nil
+}
+
+// enforceRetention removes LTX files older than the retention window. The
+// newest file always stays, and with KeepUntilUploaded so does every file
+// the bucket does not hold yet.
+func (d *DB) enforceRetention(now time.Time) error {
+	files, err := d.store.listLog(d.name)
+	if err != nil || len(files) < 2 {
+		return err
+	}
+	keepAbove := ltx.TXID(1<<64 - 1)
+	if d.store.opts.KeepUntilUploaded {
+		bpos, err := readPosFile(d.store.layout.BucketPosPath(d.name))
+		if err != nil {
+			return err
+		}
+		keepAbove = bpos.TXID
+	}
+	cutoff := now.Add(-d.store.opts.Retention)
+	for _, f := range files[:len(files)-1] {
+		if !f.modTime.Before(cutoff) || f.max > keepAbove {
+			break
+		}
+		if err := os.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove expired LTX file: %w", err)
+		}
+	}
+	return nil
+}
