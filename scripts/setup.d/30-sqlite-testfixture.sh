@@ -63,7 +63,7 @@ mkdir -p "$src/build-testfixture"
 cd "$src/build-testfixture"
 start=$(date +%s)
 if [ ! -f Makefile ]; then
-	"$src/configure" --with-tcl=/usr/lib/tcl8.6 --enable-all >configure.log 2>&1 ||
+	"$src/configure" --with-tcl=/usr/lib/tcl8.6 >configure.log 2>&1 ||
 		{ tail -n 40 configure.log; exit 1; }
 fi
 make -j"$(nproc)" testfixture >make.log 2>&1 || { tail -n 60 make.log; exit 1; }
