@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -176,6 +177,10 @@ func decodeLTXFile(path string) (ltx.Header, []ltxPage, ltx.Trailer, error) {
 func checkReplay(t *testing.T, m *testMount, name string) replayResult {
 	t.Helper()
 	res := replayLTXLog(t, m, name)
+	if applied := applyLTXLog(t, m, name, res.PageSize); !bytes.Equal(applied, res.Image) {
+		t.Fatalf("ltx.Apply of the LTX log of %s gives %d bytes that differ from the replayed image at byte %d",
+			name, len(applied), firstDiff(applied, res.Image))
+	}
 	for _, path := range []string{m.Path(name), m.TreePath(name)} {
 		got, err := os.ReadFile(path)
 		if err != nil {
@@ -194,6 +199,45 @@ func checkReplay(t *testing.T, m *testMount, name string) replayResult {
 		}
 	}
 	return res
+}
+
+// applyLTXLog applies database name's LTX log with ltx.ApplyWithIndex onto
+// an empty file, as a restore does, and returns the file's contents.
+func applyLTXLog(t *testing.T, m *testMount, name string, pageSize uint32) []byte {
+	t.Helper()
+	ents, err := os.ReadDir(m.LTXDir(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(t.TempDir(), "applied.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	idx, err := ltx.NewChecksumIndex(pageSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// os.ReadDir sorts by name, and the fixed-width hex names sort by TXID.
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".ltx") {
+			continue
+		}
+		lf, err := os.Open(filepath.Join(m.LTXDir(name), e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = ltx.ApplyWithIndex(context.Background(), f, lf, idx)
+		lf.Close()
+		if err != nil {
+			t.Fatalf("ltx.Apply %s of %s: %v", e.Name(), name, err)
+		}
+	}
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func firstDiff(a, b []byte) int {
