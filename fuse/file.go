@@ -1,0 +1,169 @@
+package fuse
+
+import (
+	"context"
+	"os"
+	"syscall"
+
+	"github.com/ferrydb/ferry"
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// file is an open database, journal, WAL or SHM file. It forwards every
+// operation to the backing file and reports the ones that change a
+// database to the store. It deliberately does not offer a passthrough file
+// descriptor: the kernel would then write to the backing file directly and
+// the store would miss the commit.
+type file struct {
+	lf   *fs.LoopbackFile
+	f    *os.File
+	role ferry.FileRole
+	db   *ferry.DB
+	name string
+	fsys *FS
+}
+
+var (
+	_ fs.FileReader    = (*file)(nil)
+	_ fs.FileWriter    = (*file)(nil)
+	_ fs.FileFlusher   = (*file)(nil)
+	_ fs.FileFsyncer   = (*file)(nil)
+	_ fs.FileReleaser  = (*file)(nil)
+	_ fs.FileGetattrer = (*file)(nil)
+	_ fs.FileSetattrer = (*file)(nil)
+	_ fs.FileLseeker   = (*file)(nil)
+	_ fs.FileAllocater = (*file)(nil)
+)
+
+// wrapFile returns the handle for an opened file: plain files keep the
+// loopback handle as is.
+func (f *FS) wrapFile(fh fs.FileHandle, role ferry.FileRole, db *ferry.DB, name string) fs.FileHandle {
+	if role == ferry.RolePlain || db == nil {
+		return fh
+	}
+	lf := fh.(*fs.LoopbackFile)
+	// Dup the descriptor for the store's own reads of the same file; the
+	// loopback handle closes its descriptor on release.
+	fd := -1
+	if pfd, ok := lf.PassthroughFd(); ok {
+		fd, _ = syscall.Dup(pfd)
+	}
+	var osf *os.File
+	if fd >= 0 {
+		osf = os.NewFile(uintptr(fd), name)
+	}
+	return &file{lf: lf, f: osf, role: role, db: db, name: name, fsys: f}
+}
+
+// tracked reports whether writes to the file change a database.
+func (h *file) tracked() bool {
+	return h.role != ferry.RoleSHM && !h.db.IsPlain()
+}
+
+// Read reads from the backing file.
+func (h *file) Read(ctx context.Context, buf []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	return h.lf.Read(ctx, buf, off)
+}
+
+// Write checks that the database may be written here, writes, and tells
+// the store.
+func (h *file) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if !h.tracked() {
+		return h.lf.Write(ctx, data, off)
+	}
+	if err := h.db.CheckWrite(ctx); err != nil {
+		h.fsys.logger.Debug("refusing write to read-only database", "name", h.name, "err", err)
+		return 0, syscall.EROFS
+	}
+	n, errno := h.lf.Write(ctx, data, off)
+	if errno != 0 {
+		return n, errno
+	}
+	data = data[:n]
+	var err error
+	switch h.role {
+	case ferry.RoleDB:
+		h.db.DBWritten(off, data)
+	case ferry.RoleJournal:
+		err = h.db.JournalWritten(off, data)
+	case ferry.RoleWAL:
+		if h.f != nil {
+			err = h.db.WALWritten(h.f, off, data)
+		}
+	}
+	if err != nil {
+		return 0, syscall.EIO
+	}
+	return n, 0
+}
+
+// Fsync syncs the backing file, and with it the change sets the
+// application's sync covers.
+func (h *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	if errno := h.lf.Fsync(ctx, flags); errno != 0 {
+		return errno
+	}
+	if !h.tracked() {
+		return 0
+	}
+	var err error
+	switch h.role {
+	case ferry.RoleDB:
+		err = h.db.DBSynced()
+	case ferry.RoleWAL:
+		err = h.db.WALSynced()
+	}
+	if err != nil {
+		return syscall.EIO
+	}
+	return 0
+}
+
+// Flush is called on every close of a descriptor.
+func (h *file) Flush(ctx context.Context) syscall.Errno { return h.lf.Flush(ctx) }
+
+// Release closes the backing file.
+func (h *file) Release(ctx context.Context) syscall.Errno {
+	if h.f != nil {
+		h.f.Close()
+	}
+	return h.lf.Release(ctx)
+}
+
+// Getattr returns the backing file's attributes.
+func (h *file) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
+	return h.lf.Getattr(ctx, out)
+}
+
+// Setattr changes attributes; a size change is reported to the store.
+func (h *file) Setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	size, hasSize := in.GetSize()
+	if hasSize && h.tracked() {
+		if err := h.db.CheckWrite(ctx); err != nil {
+			return syscall.EROFS
+		}
+	}
+	if errno := h.lf.Setattr(ctx, in, out); errno != 0 {
+		return errno
+	}
+	if hasSize {
+		return truncated(h.role, h.db, int64(size))
+	}
+	return 0
+}
+
+// Lseek supports SEEK_DATA and SEEK_HOLE.
+func (h *file) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, syscall.Errno) {
+	return h.lf.Lseek(ctx, off, whence)
+}
+
+// Allocate preallocates space; it does not change content.
+func (h *file) Allocate(ctx context.Context, off uint64, sz uint64, mode uint32) syscall.Errno {
+	if h.tracked() {
+		if err := h.db.CheckWrite(ctx); err != nil {
+			return syscall.EROFS
+		}
+	}
+	return h.lf.Allocate(ctx, off, sz, mode)
+}

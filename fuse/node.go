@@ -1,0 +1,287 @@
+package fuse
+
+import (
+	"context"
+	"os"
+	"syscall"
+
+	"github.com/ferrydb/ferry"
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// node is a file or directory of the tree, passed through to the backing
+// directory, with the store told about every change to a database.
+type node struct {
+	*fs.LoopbackNode
+	fsys *FS
+}
+
+var (
+	_ fs.NodeWrapChilder = (*node)(nil)
+	_ fs.NodeLookuper    = (*node)(nil)
+	_ fs.NodeCreater     = (*node)(nil)
+	_ fs.NodeOpener      = (*node)(nil)
+	_ fs.NodeMkdirer     = (*node)(nil)
+	_ fs.NodeMknoder     = (*node)(nil)
+	_ fs.NodeSymlinker   = (*node)(nil)
+	_ fs.NodeLinker      = (*node)(nil)
+	_ fs.NodeUnlinker    = (*node)(nil)
+	_ fs.NodeRenamer     = (*node)(nil)
+	_ fs.NodeSetattrer   = (*node)(nil)
+)
+
+// WrapChild wraps every node the loopback layer creates, so the whole tree
+// behaves like the root.
+func (n *node) WrapChild(ctx context.Context, ops fs.InodeEmbedder) fs.InodeEmbedder {
+	if ln, ok := ops.(*fs.LoopbackNode); ok {
+		return &node{LoopbackNode: ln, fsys: n.fsys}
+	}
+	return ops
+}
+
+// Lookup finds a child. Names that could never be created are not found.
+func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if n.IsRoot() && name == MetaDirName {
+		return n.fsys.metaRoot(ctx, n, out)
+	}
+	if ferry.ValidateComponent(name) != nil {
+		return nil, syscall.ENOENT
+	}
+	rel := n.relPath(name)
+	role, db, _ := n.fsys.store.Classify(rel)
+	if role == ferry.RoleJournal {
+		if errno := n.fsys.hideStaleJournal(ctx, db, rel); errno != 0 {
+			return nil, errno
+		}
+	}
+	ch, errno := n.LoopbackNode.Lookup(ctx, name, out)
+	if errno == 0 && role == ferry.RoleJournal {
+		out.SetEntryTimeout(uncachedTimeout)
+	}
+	return ch, errno
+}
+
+// hideStaleJournal removes a journal left over by PERSIST or TRUNCATE mode
+// when the database may not be written here, so that SQLite tries to
+// create a new one, which fails in a way SQLite reports as read-only. A
+// hot journal is kept: SQLite must be able to roll it back.
+func (f *FS) hideStaleJournal(ctx context.Context, db *ferry.DB, rel string) syscall.Errno {
+	if db.IsPlain() || db.CheckWrite(ctx) == nil {
+		return 0
+	}
+	p := f.store.Layout().DBPath(rel)
+	jf, err := os.Open(p)
+	if err != nil {
+		return 0
+	}
+	defer jf.Close()
+	b := make([]byte, 8)
+	if n, _ := jf.ReadAt(b, 0); n == 8 && !allZero(b) {
+		return 0 // possibly hot
+	}
+	if err := os.Remove(p); err != nil {
+		return 0
+	}
+	return syscall.ENOENT
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Create creates a file. A new -journal or -wal of a database that may not
+// be written here is refused with EACCES, which SQLite reports as
+// "attempt to write a readonly database".
+func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
+	if errno := n.fsys.validate(n, name); errno != 0 {
+		return nil, nil, 0, errno
+	}
+	rel := n.relPath(name)
+	role, db, err := n.fsys.store.Classify(rel)
+	if err != nil {
+		return nil, nil, 0, toErrno(err)
+	}
+	if (role == ferry.RoleJournal || role == ferry.RoleWAL) && !db.IsPlain() {
+		if err := db.CheckWrite(ctx); err != nil {
+			n.fsys.logger.Debug("refusing to create journal of read-only database", "name", rel, "err", err)
+			return nil, nil, 0, syscall.EACCES
+		}
+	}
+	ch, fh, fuseFlags, errno := n.LoopbackNode.Create(ctx, name, flags, mode, out)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	if role == ferry.RoleJournal {
+		out.SetEntryTimeout(uncachedTimeout)
+	}
+	if role == ferry.RolePlain {
+		// A new file may be a database being created: look again now that
+		// it exists (empty files are database candidates).
+		role, db, err = n.fsys.store.Classify(rel)
+		if err != nil {
+			fh.(fs.FileReleaser).Release(ctx)
+			return nil, nil, 0, toErrno(err)
+		}
+	}
+	return ch, n.fsys.wrapFile(fh, role, db, rel), fuseFlags | fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// Open opens a file. Opening an existing WAL for writing is refused while
+// the database may not be written here, so SQLite opens it read-only and
+// reports writes as read-only.
+func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	rel := n.Path(n.Root())
+	role, db, err := n.fsys.store.Classify(rel)
+	if err != nil {
+		return nil, 0, toErrno(err)
+	}
+	if role == ferry.RoleWAL && flags&syscall.O_ACCMODE != syscall.O_RDONLY && !db.IsPlain() {
+		if err := db.CheckWrite(ctx); err != nil {
+			return nil, 0, syscall.EACCES
+		}
+	}
+	fh, fuseFlags, errno := n.LoopbackNode.Open(ctx, flags)
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	return n.fsys.wrapFile(fh, role, db, rel), fuseFlags | fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// Mkdir creates a directory: databases may be laid out in subdirectories.
+func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if errno := n.fsys.validate(n, name); errno != 0 {
+		return nil, errno
+	}
+	return n.LoopbackNode.Mkdir(ctx, name, mode, out)
+}
+
+// Mknod creates a special file.
+func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if errno := n.fsys.validate(n, name); errno != 0 {
+		return nil, errno
+	}
+	return n.LoopbackNode.Mknod(ctx, name, mode, rdev, out)
+}
+
+// Symlink creates a symbolic link.
+func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if errno := n.fsys.validate(n, name); errno != 0 {
+		return nil, errno
+	}
+	return n.LoopbackNode.Symlink(ctx, target, name, out)
+}
+
+// Link creates a hard link. Linking to a database or its journals would
+// let writes bypass the store's tracking, so it is refused.
+func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
+	if errno := n.fsys.validate(n, name); errno != 0 {
+		return nil, errno
+	}
+	if t, ok := target.(*node); ok {
+		if role, _, _ := n.fsys.store.Classify(t.Path(t.Root())); role != ferry.RolePlain {
+			n.fsys.logger.Warn("refusing hard link to a database file", "target", t.Path(t.Root()))
+			return nil, syscall.EPERM
+		}
+	}
+	role, _, _ := n.fsys.store.Classify(n.relPath(name))
+	if role != ferry.RolePlain {
+		return nil, syscall.EPERM
+	}
+	return n.LoopbackNode.Link(ctx, target, name, out)
+}
+
+// Unlink removes a file. Removing a rollback journal is the commit in
+// DELETE mode; the store captures it before the call returns.
+func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
+	rel := n.relPath(name)
+	role, db, _ := n.fsys.store.Classify(rel)
+	if role == ferry.RoleDB && !db.IsPlain() {
+		if err := db.CheckWrite(ctx); err != nil {
+			return syscall.EROFS
+		}
+	}
+	if errno := n.LoopbackNode.Unlink(ctx, name); errno != 0 {
+		return errno
+	}
+	if db == nil || db.IsPlain() {
+		return 0
+	}
+	switch role {
+	case ferry.RoleJournal:
+		if err := db.JournalRemoved(); err != nil {
+			return syscall.EIO
+		}
+	case ferry.RoleWAL:
+		db.WALRemoved()
+	case ferry.RoleDB:
+		n.fsys.store.Forget(rel)
+	}
+	return 0
+}
+
+// Rename renames a file. Databases and their journals keep their names:
+// the store tracks them by name, so renaming one, or renaming another file
+// over one, is refused.
+func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	np, ok := newParent.(*node)
+	if !ok {
+		return syscall.EXDEV
+	}
+	if errno := n.fsys.validate(np, newName); errno != 0 {
+		return errno
+	}
+	for _, rel := range []string{n.relPath(name), np.relPath(newName)} {
+		if role, db, _ := n.fsys.store.Classify(rel); role != ferry.RolePlain && !db.IsPlain() {
+			n.fsys.logger.Warn("refusing to rename a database file", "name", rel)
+			return syscall.EPERM
+		}
+	}
+	return n.LoopbackNode.Rename(ctx, name, newParent, newName, flags)
+}
+
+// Setattr changes attributes; a size change of a database file or journal
+// is reported to the store.
+func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if fh, ok := f.(*file); ok {
+		return fh.Setattr(ctx, in, out)
+	}
+	rel := n.Path(n.Root())
+	role, db, _ := n.fsys.store.Classify(rel)
+	size, hasSize := in.GetSize()
+	if hasSize && role != ferry.RolePlain && !db.IsPlain() && role != ferry.RoleSHM {
+		if err := db.CheckWrite(ctx); err != nil {
+			return syscall.EROFS
+		}
+	}
+	if errno := n.LoopbackNode.Setattr(ctx, f, in, out); errno != 0 {
+		return errno
+	}
+	if hasSize {
+		return truncated(role, db, int64(size))
+	}
+	return 0
+}
+
+// truncated reports a size change to the store.
+func truncated(role ferry.FileRole, db *ferry.DB, size int64) syscall.Errno {
+	if db == nil || db.IsPlain() {
+		return 0
+	}
+	switch role {
+	case ferry.RoleDB:
+		db.DBTruncated(size)
+	case ferry.RoleJournal:
+		if err := db.JournalTruncated(size); err != nil {
+			return syscall.EIO
+		}
+	case ferry.RoleWAL:
+		db.WALTruncated(size)
+	}
+	return 0
+}
