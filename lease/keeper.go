@@ -279,6 +279,9 @@ func (k *Keeper) grant(ctx context.Context, name string) (*holding, error) {
 		if errors.Is(err, ErrHeld) || errors.Is(err, ErrNotCandidate) || errors.Is(err, ferry.ErrInvalidName) {
 			return nil, fmt.Errorf("acquire lease on %q: %w", name, err)
 		}
+		if errors.Is(err, ErrCorrupt) {
+			return nil, fmt.Errorf("acquire lease on %q: %w: %w", name, ferry.ErrReadOnly, err)
+		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("acquire lease on %q: %w: %w", name, ErrUnavailable, err)

@@ -44,6 +44,10 @@ var (
 	// not be reached in time. It wraps ferry.ErrReadOnly.
 	ErrUnavailable = fmt.Errorf("lease authority unavailable: %w", ferry.ErrReadOnly)
 
+	// ErrCorrupt means the authority holds a lease record this node cannot
+	// read. Acquiring fails at once rather than retrying.
+	ErrCorrupt = errors.New("unreadable lease record")
+
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("lease manager closed")
 )
