@@ -1,0 +1,10 @@
+package replicate
+
+import (
+	"io"
+	"log/slog"
+)
+
+func testLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}

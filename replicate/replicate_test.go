@@ -1,0 +1,486 @@
+package replicate
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrydb/ferry"
+	"github.com/ferrydb/ferry/ltx"
+)
+
+func newFileReplicator(t *testing.T, opts Options) (*Replicator, ferry.Layout, *FileBackend) {
+	t.Helper()
+	b, err := NewFileBackend(filepath.Join(t.TempDir(), "bucket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	layout := ferry.Layout{Dir: t.TempDir()}
+	return New(b, layout, opts), layout, b
+}
+
+func TestUploadAndRestore(t *testing.T) {
+	ctx := context.Background()
+	r, layout, _ := newFileReplicator(t, testOptions())
+	d := newTestDB(t, layout, "tenants/a.db")
+	for i := 0; i < 20; i++ {
+		d.insert(10, 100)
+	}
+	if err := r.Sync(ctx, d.name); err != nil {
+		t.Fatal(err)
+	}
+	st := r.Stats()
+	if st.Transactions != 21 || st.Puts != 2 {
+		t.Fatalf("21 transactions in one batch should cost 2 PUTs (head and L0), got %+v", st)
+	}
+	if pos, ok := r.BucketPos(d.name); !ok || pos != d.pos {
+		t.Fatalf("BucketPos = %v, %v; want %v", pos, ok, d.pos)
+	}
+	b, err := os.ReadFile(layout.BucketPosPath(d.name))
+	if err != nil || strings.TrimSpace(string(b)) != d.pos.String() {
+		t.Fatalf("bucket-pos file = %q, %v; want %s", b, err, d.pos)
+	}
+
+	out := filepath.Join(t.TempDir(), "restored.db")
+	pos, err := r.Restore(ctx, d.name, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pos != d.pos {
+		t.Fatalf("restored pos %v, want %v", pos, d.pos)
+	}
+	mustEqualFile(t, out, d.prev)
+
+	// Later transactions go into a second L0 file.
+	d.exec("UPDATE t SET v = 'x' WHERE id % 3 = 0")
+	d.exec("DELETE FROM t WHERE id % 2 = 0")
+	if err := r.Sync(ctx, d.name); err != nil {
+		t.Fatal(err)
+	}
+	if pos, err = r.Restore(ctx, d.name, out); err != nil || pos != d.pos {
+		t.Fatalf("restore: %v %v", pos, err)
+	}
+	mustEqualFile(t, out, d.prev)
+}
+
+func TestRestoreErrors(t *testing.T) {
+	ctx := context.Background()
+	r, _, _ := newFileReplicator(t, testOptions())
+	out := filepath.Join(t.TempDir(), "x.db")
+	if _, err := r.Restore(ctx, "missing.db", out); !errors.Is(err, ferry.ErrDatabaseNotFound) {
+		t.Fatalf("missing database: %v", err)
+	}
+	if _, err := r.Restore(ctx, "../escape.db", out); !errors.Is(err, ferry.ErrInvalidName) {
+		t.Fatalf("bad name: %v", err)
+	}
+	if _, err := r.bucket.RestoreTo(ctx, "a.db", out, RestoreOptions{TXID: 3, Timestamp: time.Now()}); err == nil {
+		t.Fatal("TXID and timestamp together accepted")
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("failed restores left a file: %v", err)
+	}
+}
+
+func TestCorruptObjectNamed(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func([]byte) []byte
+	}{
+		{"flipped", func(b []byte) []byte { b[len(b)/2] ^= 0xff; return b }},
+		{"truncated", func(b []byte) []byte { return b[:len(b)-7] }},
+		{"empty", func(b []byte) []byte { return nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			r, layout, b := newFileReplicator(t, testOptions())
+			d := newTestDB(t, layout, "c.db")
+			d.insert(50, 200)
+			if err := r.Sync(ctx, d.name); err != nil {
+				t.Fatal(err)
+			}
+			d.insert(5, 200)
+			if err := r.Sync(ctx, d.name); err != nil {
+				t.Fatal(err)
+			}
+			key := r.bucket.keys.ltx(d.name, 0, 3, 3)
+			p := filepath.Join(b.root, filepath.FromSlash(key))
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, tc.damage(data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(t.TempDir(), "out.db")
+			_, err = r.Restore(ctx, d.name, out)
+			if err == nil || !strings.Contains(err.Error(), key) {
+				t.Fatalf("restore of a damaged object: %v; want an error naming %s", err, key)
+			}
+			if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+				t.Fatal("a partial database is visible after a failed restore")
+			}
+		})
+	}
+}
+
+func TestRestoreToTXIDAndTimestamp(t *testing.T) {
+	ctx := context.Background()
+	r, layout, _ := newFileReplicator(t, testOptions())
+	d := newTestDB(t, layout, "h.db")
+	for i := 0; i < 6; i++ {
+		d.insert(5, 100)
+		if err := r.Sync(ctx, d.name); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	out := filepath.Join(t.TempDir(), "out.db")
+	pos, err := r.bucket.RestoreTo(ctx, d.name, out, RestoreOptions{TXID: 4})
+	if err != nil || pos.TXID != 4 {
+		t.Fatalf("restore to TXID 4: %v %v", pos, err)
+	}
+	mustEqualFile(t, out, d.history[4])
+
+	ts := d.times[5].Add(time.Millisecond)
+	pos, err = r.bucket.RestoreTo(ctx, d.name, out, RestoreOptions{Timestamp: ts})
+	if err != nil || pos.TXID != 5 {
+		t.Fatalf("restore to %v: %v %v", ts, pos, err)
+	}
+	mustEqualFile(t, out, d.history[5])
+
+	if _, err := r.bucket.RestoreTo(ctx, d.name, out, RestoreOptions{TXID: 99}); err == nil {
+		t.Fatal("restore to a TXID past the end succeeded")
+	}
+}
+
+func TestCompactionSnapshotRetention(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	opts := testOptions()
+	opts.Now = clock.Now
+	opts.Levels = []Level{{Level: 1, Interval: 10 * time.Second}, {Level: 2, Interval: time.Minute}}
+	opts.SnapshotInterval = 5 * time.Minute
+	opts.SnapshotRetention = 10 * time.Minute
+	r, layout, _ := newFileReplicator(t, opts)
+	d := newTestDB(t, layout, "k.db")
+
+	step := func(n int) {
+		for i := 0; i < n; i++ {
+			d.insert(3, 300)
+			r.Committed(d.name, d.pos)
+			r.tick(ctx)
+			clock.Add(4 * time.Second)
+		}
+	}
+	step(40) // 160 s: L1 and L2 compactions, no snapshot yet
+	db := r.get(d.name)
+	if len(db.files.levels[1]) == 0 || len(db.files.levels[2]) == 0 {
+		t.Fatalf("no compaction: %d L1, %d L2 files", len(db.files.levels[1]), len(db.files.levels[2]))
+	}
+	for _, fi := range db.files.levels[0] {
+		if fi.MaxTXID <= levelMax(db.files, 1) {
+			t.Fatalf("L0 file %s kept after compaction into L1", fi.Key)
+		}
+	}
+	step(150) // 10 min more: snapshots and their retention
+	if n := len(db.files.levels[SnapshotLevel]); n == 0 || n > 3 {
+		t.Fatalf("%d snapshots after 13 minutes with a 5-minute interval and 10-minute retention", n)
+	}
+	snaps := db.files.levels[SnapshotLevel]
+	oldest := snaps[0].MaxTXID
+	for l := 0; l < SnapshotLevel; l++ {
+		for _, fi := range db.files.levels[l] {
+			if fi.MaxTXID <= oldest {
+				t.Fatalf("%s kept although older than the oldest snapshot %d", fi.Key, oldest)
+			}
+		}
+	}
+	// The bucket's listing matches the in-memory view.
+	listed, err := r.bucket.list(ctx, d.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := range listed.levels {
+		if len(listed.levels[l]) != len(db.files.levels[l]) {
+			t.Fatalf("level %d: bucket has %d files, replicator thinks %d", l, len(listed.levels[l]), len(db.files.levels[l]))
+		}
+	}
+
+	out := filepath.Join(t.TempDir(), "out.db")
+	if err := r.SyncAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pos, err := r.Restore(ctx, d.name, out)
+	if err != nil || pos != d.pos {
+		t.Fatalf("restore after compaction: %v %v (want %v)", pos, err, d.pos)
+	}
+	mustEqualFile(t, out, d.prev)
+
+	// Restore to the newest snapshot's TXID.
+	snapTX := snaps[len(snaps)-1].MaxTXID
+	if _, err := r.bucket.RestoreTo(ctx, d.name, out, RestoreOptions{TXID: snapTX}); err != nil {
+		t.Fatal(err)
+	}
+	mustEqualFile(t, out, d.history[snapTX])
+}
+
+func TestCatchUp(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	opts := testOptions()
+	opts.Now = clock.Now
+	opts.Levels = []Level{{Level: 1, Interval: 10 * time.Second}}
+	opts.SnapshotInterval = -1
+	r, layout, _ := newFileReplicator(t, opts)
+	d := newTestDB(t, layout, "cu/x.db")
+	for i := 0; i < 12; i++ {
+		d.insert(4, 200)
+		r.Committed(d.name, d.pos)
+		r.tick(ctx)
+		clock.Add(3 * time.Second)
+	}
+	// From scratch.
+	a := newFileApplier(t)
+	pos, err := r.CatchUp(ctx, d.name, a)
+	if err != nil || pos != d.pos {
+		t.Fatalf("catch up from nothing: %v %v, want %v", pos, err, d.pos)
+	}
+	mustEqualFile(t, a.path(d.name), d.prev)
+
+	// From a point inside a compacted file (L0 below it is gone).
+	for _, from := range []ltx.TXID{2, 5, 9} {
+		a := newFileApplier(t)
+		a.seed(t, d, from)
+		pos, err := r.CatchUp(ctx, d.name, a)
+		if err != nil || pos != d.pos {
+			t.Fatalf("catch up from %d: %v %v, want %v", from, pos, err, d.pos)
+		}
+		mustEqualFile(t, a.path(d.name), d.prev)
+	}
+
+	// Already current: nothing to do.
+	if pos, err := r.CatchUp(ctx, d.name, a); err != nil || pos != d.pos {
+		t.Fatalf("catch up when current: %v %v", pos, err)
+	}
+}
+
+func TestStaleWriterRejected(t *testing.T) {
+	ctx := context.Background()
+	b, err := NewFileBackend(filepath.Join(t.TempDir(), "bucket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testStaleWriter(t, ctx, b)
+}
+
+// testStaleWriter: node A writes under epoch 1, node B takes the lease
+// (epoch 2), catches up and writes on; A's later upload must be refused
+// and change nothing.
+func testStaleWriter(t *testing.T, ctx context.Context, b Backend) {
+	guardA, guardB := &epochGuard{epoch: 1}, &epochGuard{epoch: 2}
+	layoutA, layoutB := ferry.Layout{Dir: t.TempDir()}, ferry.Layout{Dir: t.TempDir()}
+	optsA, optsB := testOptions(), testOptions()
+	optsA.Guard, optsB.Guard = guardA, guardB
+	optsA.Node, optsB.Node = "a", "b"
+	ra, rb := New(b, layoutA, optsA), New(b, layoutB, optsB)
+
+	da := newTestDB(t, layoutA, "s.db")
+	for i := 0; i < 5; i++ {
+		da.insert(3, 100)
+	}
+	if err := ra.Sync(ctx, "s.db"); err != nil {
+		t.Fatal(err)
+	}
+
+	// B restores and writes on.
+	file := filepath.Join(t.TempDir(), "b.db")
+	pos, err := rb.Restore(ctx, "s.db", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := continueTestDB(t, layoutB, "s.db", file, pos)
+	db.insert(7, 100)
+	db.insert(7, 100)
+	if err := rb.Sync(ctx, "s.db"); err != nil {
+		t.Fatal(err)
+	}
+
+	// A, unaware, commits and uploads.
+	da.insert(9, 100)
+	err = ra.Sync(ctx, "s.db")
+	if !errors.Is(err, ferry.ErrStaleEpoch) {
+		t.Fatalf("stale writer's upload: %v; want ErrStaleEpoch", err)
+	}
+	if st := ra.Stats(); st.StaleRejections != 1 || st.LastError == "" {
+		t.Fatalf("stale rejection not reported: %+v", st)
+	}
+	out := filepath.Join(t.TempDir(), "out.db")
+	got, err := rb.Restore(ctx, "s.db", out)
+	if err != nil || got != db.pos {
+		t.Fatalf("restore after the stale upload: %v %v; want B's %v", got, err, db.pos)
+	}
+	mustEqualFile(t, out, db.prev)
+}
+
+func TestDivergedLocalHistoryRefused(t *testing.T) {
+	ctx := context.Background()
+	b, err := NewFileBackend(filepath.Join(t.TempDir(), "bucket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two nodes, same epoch (a static setup misconfigured with two
+	// primaries): the second one's history forks at TXID 1.
+	la, lb := ferry.Layout{Dir: t.TempDir()}, ferry.Layout{Dir: t.TempDir()}
+	ra, rb := New(b, la, testOptions()), New(b, lb, testOptions())
+	da, db := newTestDB(t, la, "f.db"), newTestDB(t, lb, "f.db")
+	da.insert(1, 10)
+	db.insert(2, 10)
+	db.insert(2, 10)
+	if err := ra.Sync(ctx, "f.db"); err != nil {
+		t.Fatal(err)
+	}
+	if err := rb.Sync(ctx, "f.db"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("forked upload: %v; want ErrConflict", err)
+	}
+}
+
+func TestBacklogWhileBucketFails(t *testing.T) {
+	ctx := context.Background()
+	fb, err := NewFileBackend(filepath.Join(t.TempDir(), "bucket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fail := &failingBackend{Backend: fb}
+	layout := ferry.Layout{Dir: t.TempDir()}
+	r := New(fail, layout, testOptions())
+	d := newTestDB(t, layout, "down.db")
+	d.insert(3, 10)
+	if err := r.Sync(ctx, d.name); err != nil {
+		t.Fatal(err)
+	}
+	fail.down.Store(true)
+	for i := 0; i < 4; i++ {
+		d.insert(3, 10)
+	}
+	if err := r.Sync(ctx, d.name); err == nil {
+		t.Fatal("upload to a failing bucket succeeded")
+	}
+	st := r.Stats()
+	if len(st.Databases) != 1 || st.Databases[0].Backlog != 4 || st.Databases[0].BacklogBytes == 0 || st.LastError == "" {
+		t.Fatalf("backlog not visible: %+v", st)
+	}
+	fail.down.Store(false)
+	if err := r.Sync(ctx, d.name); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.Stats(); st.Databases[0].Backlog != 0 {
+		t.Fatalf("backlog after recovery: %+v", st)
+	}
+	out := filepath.Join(t.TempDir(), "out.db")
+	if pos, err := r.Restore(ctx, d.name, out); err != nil || pos != d.pos {
+		t.Fatalf("restore: %v %v", pos, err)
+	}
+	mustEqualFile(t, out, d.prev)
+}
+
+func TestHeadWrittenButObjectLost(t *testing.T) {
+	ctx := context.Background()
+	fb, err := NewFileBackend(filepath.Join(t.TempDir(), "bucket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fail := &failingBackend{Backend: fb}
+	layout := ferry.Layout{Dir: t.TempDir()}
+	r := New(fail, layout, testOptions())
+	d := newTestDB(t, layout, "lost.db")
+	d.insert(3, 10)
+	if err := r.Sync(ctx, d.name); err != nil {
+		t.Fatal(err)
+	}
+	d.insert(3, 10)
+	fail.failLTXPuts.Store(true) // the head goes through, the L0 object does not
+	if err := r.Sync(ctx, d.name); err == nil {
+		t.Fatal("want an error")
+	}
+	fail.failLTXPuts.Store(false)
+	// A fresh replicator (a restart) finds the head ahead of the objects
+	// and uploads the announced file from the local log.
+	r2 := New(fb, layout, testOptions())
+	if err := r2.Sync(ctx, d.name); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out.db")
+	if pos, err := r2.Restore(ctx, d.name, out); err != nil || pos != d.pos {
+		t.Fatalf("restore: %v %v", pos, err)
+	}
+}
+
+func TestStartFindsBacklogAndCloseFlushes(t *testing.T) {
+	ctx := context.Background()
+	opts := testOptions()
+	opts.UploadInterval = time.Hour // only Close will upload
+	r, layout, _ := newFileReplicator(t, opts)
+	names := []string{"a.db", "dir/b.db", "dir/sub/c.db"}
+	var dbs []*testDB
+	for _, n := range names {
+		d := newTestDB(t, layout, n)
+		d.insert(2, 10)
+		dbs = append(dbs, d)
+	}
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.bucket.Databases(ctx)
+	if err != nil || strings.Join(got, ",") != "a.db,dir/b.db,dir/sub/c.db" {
+		t.Fatalf("Databases = %v, %v", got, err)
+	}
+	for _, d := range dbs {
+		if p, ok := r.BucketPos(d.name); !ok || p != d.pos {
+			t.Fatalf("%s: bucket at %v, want %v", d.name, p, d.pos)
+		}
+	}
+}
+
+func TestBackgroundUploadBatches(t *testing.T) {
+	ctx := context.Background()
+	opts := testOptions()
+	opts.UploadInterval = 50 * time.Millisecond
+	r, layout, _ := newFileReplicator(t, opts)
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d := newTestDB(t, layout, "busy.db")
+	r.Committed(d.name, d.pos)
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; i < 200; i++ {
+		p := d.insert(1, 50)
+		r.Committed(d.name, p)
+	}
+	for {
+		if p, _ := r.BucketPos(d.name); p == d.pos {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("background upload did not catch up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := r.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := r.Stats()
+	if st.Transactions != 201 {
+		t.Fatalf("uploaded %d transactions, want 201", st.Transactions)
+	}
+	t.Logf("%d PUTs for %d transactions: %.1f PUTs per 1,000", st.Puts, st.Transactions, float64(st.Puts)*1000/float64(st.Transactions))
+	if st.Puts >= st.Transactions {
+		t.Fatalf("no batching: %d PUTs for %d transactions", st.Puts, st.Transactions)
+	}
+}

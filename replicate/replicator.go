@@ -1,0 +1,322 @@
+package replicate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ferrydb/ferry"
+	"github.com/ferrydb/ferry/ltx"
+)
+
+// Replicator ships every database's local LTX log to a bucket, compacts and
+// snapshots it there, and restores databases from it. It implements
+// ferry.CommitListener and ferry.Restorer.
+type Replicator struct {
+	bucket   *Bucket
+	layout   ferry.Layout
+	opts     Options
+	counters counters
+
+	mu          sync.Mutex
+	dbs         map[string]*database
+	lastErr     string
+	lastErrTime time.Time
+
+	wake   chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+var (
+	_ ferry.CommitListener = (*Replicator)(nil)
+	_ ferry.Restorer       = (*Replicator)(nil)
+)
+
+// database is the replicator's state for one database.
+type database struct {
+	name  string
+	dirty atomic.Bool // set by Committed, cleared when a sync starts
+
+	// mu is held for the whole of a sync or compaction, so that one
+	// database never has two uploads in flight.
+	mu    sync.Mutex
+	files *dbFiles // the bucket's view; nil until first loaded
+	// needObject is set when the head announces an L0 object that this
+	// node has not confirmed is stored.
+	needObject   bool
+	pendingSince time.Time // when a missing object of another writer was first seen
+	lastRun      [SnapshotLevel + 1]time.Time
+	// wrote is set once this node has advanced the head in this run, under
+	// epoch; only then does it compact and delete in the bucket.
+	wrote bool
+	epoch uint64
+
+	statMu       sync.Mutex
+	bucketPos    ferry.Pos
+	backlog      int
+	backlogBytes int64
+	lastErr      string
+}
+
+// New returns a Replicator that uploads the databases under layout to
+// backend. Call Start to begin uploading.
+func New(backend Backend, layout ferry.Layout, opts Options) *Replicator {
+	opts = opts.withDefaults()
+	r := &Replicator{
+		layout: layout,
+		opts:   opts,
+		dbs:    map[string]*database{},
+		wake:   make(chan struct{}, 1),
+	}
+	r.bucket = NewBucket(countingBackend{Backend: backend, c: &r.counters}, opts.Prefix, opts.Logger)
+	return r
+}
+
+// Bucket returns the bucket the replicator uploads to.
+func (r *Replicator) Bucket() *Bucket { return r.bucket }
+
+// Start scans the data directory for LTX files not yet uploaded, then
+// uploads in the background until Close.
+func (r *Replicator) Start(ctx context.Context) error {
+	names, err := r.localDatabases()
+	if err != nil {
+		return fmt.Errorf("replicator: %w", err)
+	}
+	for _, name := range names {
+		r.get(name).dirty.Store(true)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	r.cancel = cancel
+	r.done = make(chan struct{})
+	go r.run(ctx)
+	return nil
+}
+
+// Close stops background uploads. It first tries, until ctx ends, to
+// upload what is pending, so a clean shutdown leaves nothing behind.
+func (r *Replicator) Close(ctx context.Context) error {
+	if r.cancel != nil {
+		r.cancel()
+		<-r.done
+		r.cancel = nil
+	}
+	return r.SyncAll(ctx)
+}
+
+// Committed implements ferry.CommitListener. It only marks the database;
+// the upload happens on the next interval.
+func (r *Replicator) Committed(name string, pos ferry.Pos) {
+	r.get(name).dirty.Store(true)
+}
+
+// Restore implements ferry.Restorer.
+func (r *Replicator) Restore(ctx context.Context, name, path string) (ferry.Pos, error) {
+	return r.bucket.Restore(ctx, name, path)
+}
+
+// get returns the state of database name, creating it.
+func (r *Replicator) get(name string) *database {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	db := r.dbs[name]
+	if db == nil {
+		db = &database{name: name}
+		r.dbs[name] = db
+	}
+	return db
+}
+
+// run is the background loop: every upload interval it syncs the
+// databases that changed or still have a backlog, then runs the
+// compactions, snapshots and retention that are due.
+func (r *Replicator) run(ctx context.Context) {
+	defer close(r.done)
+	t := time.NewTicker(r.opts.UploadInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.wake:
+		}
+		r.tick(ctx)
+	}
+}
+
+// tick does one round of work over every database that needs some.
+func (r *Replicator) tick(ctx context.Context) {
+	r.mu.Lock()
+	dbs := make([]*database, 0, len(r.dbs))
+	for _, db := range r.dbs {
+		dbs = append(dbs, db)
+	}
+	r.mu.Unlock()
+
+	sem := make(chan struct{}, r.opts.Concurrency)
+	var wg sync.WaitGroup
+	for _, db := range dbs {
+		db.statMu.Lock()
+		backlog := db.backlog
+		db.statMu.Unlock()
+		work := db.dirty.Load() || backlog > 0
+		if !work {
+			db.mu.Lock()
+			work = r.maintenanceDue(db)
+			db.mu.Unlock()
+		}
+		if !work {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(db *database) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := r.syncDB(ctx, db); err != nil {
+				return
+			}
+			if err := r.maintain(ctx, db); err != nil {
+				r.recordError(db, err)
+			}
+		}(db)
+	}
+	wg.Wait()
+}
+
+// Sync uploads database name's pending LTX files now.
+func (r *Replicator) Sync(ctx context.Context, name string) error {
+	if err := ferry.ValidateName(name); err != nil {
+		return err
+	}
+	return r.syncDB(ctx, r.get(name))
+}
+
+// SyncAll uploads every database's pending LTX files now, including those
+// found on disk that no commit has been reported for.
+func (r *Replicator) SyncAll(ctx context.Context) error {
+	names, err := r.localDatabases()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, name := range names {
+		if err := r.Sync(ctx, name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// syncDB runs one upload of db and records its outcome.
+func (r *Replicator) syncDB(ctx context.Context, db *database) error {
+	db.dirty.Store(false)
+	err := r.upload(ctx, db)
+	if err != nil {
+		r.recordError(db, err)
+		return err
+	}
+	db.statMu.Lock()
+	db.lastErr = ""
+	db.statMu.Unlock()
+	return nil
+}
+
+// recordError logs err and keeps it for Stats.
+func (r *Replicator) recordError(db *database, err error) {
+	r.opts.Logger.Warn("replication failed", "db", db.name, "err", err)
+	now := r.opts.Now()
+	r.mu.Lock()
+	r.lastErr, r.lastErrTime = err.Error(), now
+	r.mu.Unlock()
+	db.statMu.Lock()
+	db.lastErr = err.Error()
+	db.statMu.Unlock()
+}
+
+// localDatabases lists the databases that have a local LTX directory.
+func (r *Replicator) localDatabases() ([]string, error) {
+	root := filepath.Join(r.layout.Dir, "meta")
+	var names []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if !d.IsDir() || d.Name() != "ltx" || p == root {
+			return nil
+		}
+		rel, err := filepath.Rel(root, filepath.Dir(p))
+		if err != nil {
+			return err
+		}
+		name := filepath.ToSlash(rel)
+		if ferry.ValidateName(name) == nil && r.layout.LTXDir(name) == p {
+			names = append(names, name)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scan %s: %w", root, err)
+	}
+	return names, nil
+}
+
+// localFile is one file of a database's local LTX log.
+type localFile struct {
+	min, max ltx.TXID
+	path     string
+	size     int64
+}
+
+// localFiles lists database name's local LTX log in TXID order.
+func (r *Replicator) localFiles(name string) ([]localFile, error) {
+	dir := r.layout.LTXDir(name)
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("read local LTX log: %w", err)
+	}
+	var out []localFile
+	for _, e := range ents {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".ltx") {
+			continue
+		}
+		min, max, err := ferry.ParseLTXFilename(e.Name())
+		if err != nil {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue // removed by the log's retention meanwhile
+		}
+		out = append(out, localFile{min: min, max: max, path: filepath.Join(dir, e.Name()), size: info.Size()})
+	}
+	// ReadDir sorts by name, and fixed-width hex names sort by TXID.
+	return out, nil
+}
+
+// writeBucketPos records the bucket's position in the data directory, so
+// the local log keeps every file after it.
+func (r *Replicator) writeBucketPos(name string, pos ferry.Pos) error {
+	path := r.layout.BucketPosPath(name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(pos.String()+"\n"), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,351 @@
+package replicate
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ferrydb/ferry"
+	"github.com/ferrydb/ferry/ltx"
+)
+
+// prefetchMax is the largest object a restore downloads ahead into memory;
+// larger ones are streamed when their turn comes.
+const prefetchMax = 32 << 20
+
+// DefaultRestoreConcurrency is how many objects a restore downloads at once.
+const DefaultRestoreConcurrency = 8
+
+// RestoreOptions choose what a restore rebuilds.
+type RestoreOptions struct {
+	// TXID restores the database as of this transaction; zero means the
+	// newest.
+	TXID ltx.TXID
+	// Timestamp restores the newest state committed before this time; the
+	// zero time means the newest. It cannot be combined with TXID.
+	Timestamp time.Time
+	// Concurrency is how many objects are downloaded at once; zero means
+	// DefaultRestoreConcurrency.
+	Concurrency int
+	// Progress, if set, is called after each file is applied with the bytes
+	// of LTX data applied so far and in total.
+	Progress func(done, total int64)
+}
+
+// Restore implements ferry.Restorer: it writes the newest state of database
+// name to path and returns its position.
+func (bk *Bucket) Restore(ctx context.Context, name, path string) (ferry.Pos, error) {
+	return bk.RestoreTo(ctx, name, path, RestoreOptions{})
+}
+
+// RestoreTo rebuilds database name into a new file at path. The file is
+// written under a temporary name beside path and renamed into place only
+// once every change set has been applied and the database checksum
+// verified, so no partial file is ever visible at path. An existing file
+// at path is replaced.
+//
+// It returns an error wrapping ferry.ErrDatabaseNotFound when the bucket
+// holds nothing for name, and one naming the object when an object is
+// corrupt or truncated.
+func (bk *Bucket) RestoreTo(ctx context.Context, name, path string, opts RestoreOptions) (ferry.Pos, error) {
+	res, err := bk.restore(ctx, name, path, opts)
+	return res.pos, err
+}
+
+// restored describes a database a restore wrote.
+type restored struct {
+	pos       ferry.Pos
+	pageSize  uint32
+	timestamp int64 // of the last transaction, milliseconds since the Unix epoch
+}
+
+// restore is RestoreTo, returning more about the result.
+func (bk *Bucket) restore(ctx context.Context, name, path string, opts RestoreOptions) (restored, error) {
+	fail := func(err error) (restored, error) { return restored{}, err }
+	if opts.TXID != 0 && !opts.Timestamp.IsZero() {
+		return fail(errors.New("restore: choose a TXID or a timestamp, not both"))
+	}
+	files, err := bk.list(ctx, name)
+	if err != nil {
+		return fail(fmt.Errorf("restore %s: %w", name, err))
+	}
+	if files.maxTXID() == 0 {
+		return fail(fmt.Errorf("restore %s: %w", name, ferry.ErrDatabaseNotFound))
+	}
+	plan, err := bk.plan(ctx, files, 0, planTarget{txid: opts.TXID, timestamp: opts.Timestamp})
+	if err != nil {
+		return fail(fmt.Errorf("restore %s: %w", name, err))
+	}
+	if len(plan) == 0 {
+		return fail(fmt.Errorf("restore %s: no snapshot or history from TXID 1 at or before the requested point", name))
+	}
+	if opts.TXID != 0 && plan[len(plan)-1].MaxTXID != opts.TXID {
+		return fail(fmt.Errorf("restore %s: TXID %s is not restorable: the bucket reaches %s on that path (older changes may have been compacted)", name, opts.TXID, plan[len(plan)-1].MaxTXID))
+	}
+
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fail(fmt.Errorf("restore %s: %w", name, err))
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".restore-*")
+	if err != nil {
+		return fail(fmt.Errorf("restore %s: %w", name, err))
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+
+	res, err := bk.applyPlan(ctx, tmp, plan, opts)
+	if err != nil {
+		return fail(fmt.Errorf("restore %s: %w", name, err))
+	}
+	if err := tmp.Sync(); err != nil {
+		return fail(fmt.Errorf("restore %s: %w", name, err))
+	}
+	if err := tmp.Close(); err != nil {
+		return fail(fmt.Errorf("restore %s: %w", name, err))
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fail(fmt.Errorf("restore %s: %w", name, err))
+	}
+	if err := syncDir(dir); err != nil {
+		return fail(fmt.Errorf("restore %s: %w", name, err))
+	}
+	return res, nil
+}
+
+// fetched is one object downloaded ahead of its turn.
+type fetched struct {
+	data []byte
+	err  error
+}
+
+// applyPlan writes the plan's files onto an empty file in order,
+// downloading small ones ahead in parallel.
+func (bk *Bucket) applyPlan(ctx context.Context, f *os.File, plan []fileInfo, opts RestoreOptions) (restored, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	conc := opts.Concurrency
+	if conc <= 0 {
+		conc = DefaultRestoreConcurrency
+	}
+	var total int64
+	for _, fi := range plan {
+		total += fi.Size
+	}
+
+	results := make([]chan fetched, len(plan))
+	sem := make(chan struct{}, conc)
+	for i, fi := range plan {
+		results[i] = make(chan fetched, 1)
+		if fi.Size > prefetchMax {
+			continue
+		}
+		go func(fi fileInfo, out chan<- fetched) {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				out <- fetched{err: ctx.Err()}
+				return
+			}
+			defer func() { <-sem }()
+			data, err := bk.download(ctx, fi)
+			out <- fetched{data: data, err: err}
+		}(fi, results[i])
+	}
+
+	var (
+		state dbState
+		done  int64
+	)
+	for i, fi := range plan {
+		var r io.Reader
+		if fi.Size > prefetchMax {
+			rc, _, err := bk.backend.Get(ctx, fi.Key)
+			if err != nil {
+				return restored{}, err
+			}
+			err = state.apply(ctx, f, rc, fi)
+			rc.Close()
+			if err != nil {
+				return restored{}, err
+			}
+		} else {
+			res := <-results[i]
+			if res.err != nil {
+				return restored{}, res.err
+			}
+			r = bytes.NewReader(res.data)
+			if err := state.apply(ctx, f, r, fi); err != nil {
+				return restored{}, err
+			}
+		}
+		done += fi.Size
+		if opts.Progress != nil {
+			opts.Progress(done, total)
+		}
+	}
+	pos, err := state.pos()
+	if err != nil {
+		return restored{}, err
+	}
+	return restored{pos: pos, pageSize: state.pageSize, timestamp: state.timestamp}, nil
+}
+
+// download reads a whole object, checking its length against the listing.
+func (bk *Bucket) download(ctx context.Context, fi fileInfo) ([]byte, error) {
+	rc, _, err := bk.backend.Get(ctx, fi.Key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	buf := bytes.NewBuffer(make([]byte, 0, fi.Size))
+	if _, err := buf.ReadFrom(rc); err != nil {
+		return nil, fmt.Errorf("download %s: %w", fi.Key, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// dbState tracks a database being rebuilt: its page checksums, so every
+// step can be verified without rereading the file.
+type dbState struct {
+	idx  *ltx.ChecksumIndex
+	txid ltx.TXID
+	// checksummed is false once a file without checksums (one Litestream
+	// wrote) has been applied; the final checksum is then computed only.
+	unchecked bool
+	pageSize  uint32
+	timestamp int64 // header timestamp of the last file applied
+}
+
+// apply writes one LTX file onto f and verifies it: the file checksum,
+// and the database checksum before (when the file continues exactly where
+// the database is) and after.
+func (s *dbState) apply(ctx context.Context, f *os.File, r io.Reader, fi fileInfo) error {
+	dec := ltx.NewDecoder(r)
+	if err := dec.DecodeHeader(); err != nil {
+		return fmt.Errorf("object %s: %w", fi.Key, err)
+	}
+	hdr := dec.Header()
+	if hdr.MinTXID != fi.MinTXID || hdr.MaxTXID != fi.MaxTXID {
+		return fmt.Errorf("object %s: %w: header covers %s-%s", fi.Key, ltx.ErrInvalidFile, hdr.MinTXID, hdr.MaxTXID)
+	}
+	if s.idx == nil {
+		if !hdr.IsSnapshot() {
+			return fmt.Errorf("object %s: history must start with a snapshot", fi.Key)
+		}
+		idx, err := ltx.NewChecksumIndex(hdr.PageSize)
+		if err != nil {
+			return fmt.Errorf("object %s: %w", fi.Key, err)
+		}
+		s.idx, s.pageSize = idx, hdr.PageSize
+	} else if hdr.PageSize != s.pageSize {
+		return fmt.Errorf("object %s: %w: %d after %d", fi.Key, ltx.ErrPageSizeMismatch, hdr.PageSize, s.pageSize)
+	}
+	if hdr.NoChecksum() {
+		s.unchecked = true
+	}
+	if !hdr.IsSnapshot() && !hdr.NoChecksum() && !s.unchecked && hdr.MinTXID == s.txid+1 {
+		got, err := s.idx.Checksum()
+		if err != nil {
+			return fmt.Errorf("object %s: %w", fi.Key, err)
+		}
+		if got != hdr.PreApplyChecksum {
+			return fmt.Errorf("object %s: %w: database is %s before it, file expects %s", fi.Key, ltx.ErrPreApplyMismatch, got, hdr.PreApplyChecksum)
+		}
+	}
+
+	data := make([]byte, hdr.PageSize)
+	w := pageWriter{f: f, pageSize: int64(hdr.PageSize)}
+	for n := 0; ; n++ {
+		if n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		var ph ltx.PageHeader
+		if err := dec.DecodePage(&ph, data); err == io.EOF {
+			break
+		} else if err != nil {
+			return fmt.Errorf("object %s: %w", fi.Key, err)
+		}
+		if err := w.write(ph.Pgno, data); err != nil {
+			return fmt.Errorf("apply %s: %w", fi.Key, err)
+		}
+		if err := s.idx.Set(ph.Pgno, data); err != nil {
+			return fmt.Errorf("object %s: %w", fi.Key, err)
+		}
+	}
+	if err := w.flush(); err != nil {
+		return fmt.Errorf("apply %s: %w", fi.Key, err)
+	}
+	if err := dec.Close(); err != nil {
+		return fmt.Errorf("object %s: %w", fi.Key, err)
+	}
+	if err := f.Truncate(int64(hdr.Commit) * int64(hdr.PageSize)); err != nil {
+		return fmt.Errorf("apply %s: %w", fi.Key, err)
+	}
+	s.idx.Truncate(hdr.Commit)
+	s.txid = hdr.MaxTXID
+	s.timestamp = hdr.Timestamp
+	if !hdr.NoChecksum() && !s.unchecked {
+		got, err := s.idx.Checksum()
+		if err != nil {
+			return fmt.Errorf("object %s: %w", fi.Key, err)
+		}
+		if want := dec.Trailer().PostApplyChecksum; got != want {
+			return fmt.Errorf("object %s: %w: database is %s after it, file says %s", fi.Key, ltx.ErrPostApplyMismatch, got, want)
+		}
+	}
+	return nil
+}
+
+// pos returns the position reached.
+func (s *dbState) pos() (ferry.Pos, error) {
+	if s.idx == nil {
+		return ferry.Pos{}, errNoHistory
+	}
+	c, err := s.idx.Checksum()
+	if err != nil {
+		return ferry.Pos{}, fmt.Errorf("database checksum: %w", err)
+	}
+	return ferry.Pos{TXID: s.txid, PostApplyChecksum: c}, nil
+}
+
+// pageWriter coalesces runs of consecutive pages into one write, which
+// makes writing a snapshot one large sequential write instead of one per
+// page.
+type pageWriter struct {
+	f        *os.File
+	pageSize int64
+	buf      []byte
+	start    uint32 // first page in buf
+	next     uint32 // page that would extend buf
+}
+
+func (w *pageWriter) write(pgno uint32, data []byte) error {
+	if len(w.buf) > 0 && (pgno != w.next || len(w.buf) >= 4<<20) {
+		if err := w.flush(); err != nil {
+			return err
+		}
+	}
+	if len(w.buf) == 0 {
+		w.start = pgno
+	}
+	w.buf = append(w.buf, data...)
+	w.next = pgno + 1
+	return nil
+}
+
+func (w *pageWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	_, err := w.f.WriteAt(w.buf, int64(w.start-1)*w.pageSize)
+	w.buf = w.buf[:0]
+	return err
+}

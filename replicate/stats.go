@@ -1,0 +1,96 @@
+package replicate
+
+import (
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/ferrydb/ferry"
+)
+
+// Stats is a snapshot of the replicator's counters, for `ferry status`.
+type Stats struct {
+	Puts      int64 // objects written, head objects included
+	Gets      int64 // objects read
+	Lists     int64 // listings
+	Deletes   int64 // objects deleted
+	BytesUp   int64 // bytes written
+	BytesDown int64 // bytes read
+	// Transactions is how many transactions the uploads carried, so that
+	// Puts/Transactions is the cost per transaction.
+	Transactions int64
+	// StaleRejections counts uploads refused because another writer holds
+	// a newer lease epoch or advanced the head first.
+	StaleRejections int64
+	// LastError is the most recent upload error, empty after a success.
+	LastError     string
+	LastErrorTime time.Time
+	// Databases holds one entry per database the replicator has seen.
+	Databases []DatabaseStats
+}
+
+// DatabaseStats is one database's replication state.
+type DatabaseStats struct {
+	Name string
+	// BucketPos is the newest position the bucket holds.
+	BucketPos ferry.Pos
+	// Backlog is how many local LTX files wait to be uploaded, and
+	// BacklogBytes their size.
+	Backlog      int
+	BacklogBytes int64
+	LastError    string
+}
+
+// counters are updated by a countingBackend.
+type counters struct {
+	puts, gets, lists, deletes, bytesUp, bytesDown atomic.Int64
+	txns, stale                                    atomic.Int64
+}
+
+// Stats returns the current counters and per-database state.
+func (r *Replicator) Stats() Stats {
+	s := Stats{
+		Puts:            r.counters.puts.Load(),
+		Gets:            r.counters.gets.Load(),
+		Lists:           r.counters.lists.Load(),
+		Deletes:         r.counters.deletes.Load(),
+		BytesUp:         r.counters.bytesUp.Load(),
+		BytesDown:       r.counters.bytesDown.Load(),
+		Transactions:    r.counters.txns.Load(),
+		StaleRejections: r.counters.stale.Load(),
+	}
+	r.mu.Lock()
+	s.LastError, s.LastErrorTime = r.lastErr, r.lastErrTime
+	dbs := make([]*database, 0, len(r.dbs))
+	for _, db := range r.dbs {
+		dbs = append(dbs, db)
+	}
+	r.mu.Unlock()
+	for _, db := range dbs {
+		db.statMu.Lock()
+		s.Databases = append(s.Databases, DatabaseStats{
+			Name:         db.name,
+			BucketPos:    db.bucketPos,
+			Backlog:      db.backlog,
+			BacklogBytes: db.backlogBytes,
+			LastError:    db.lastErr,
+		})
+		db.statMu.Unlock()
+	}
+	sort.Slice(s.Databases, func(i, j int) bool { return s.Databases[i].Name < s.Databases[j].Name })
+	return s
+}
+
+// BucketPos returns the newest position of database name that the bucket
+// holds, as far as this replicator knows; ok is false if it knows none.
+func (r *Replicator) BucketPos(name string) (ferry.Pos, bool) {
+	r.mu.Lock()
+	db := r.dbs[name]
+	r.mu.Unlock()
+	if db == nil {
+		return ferry.Pos{}, false
+	}
+	db.statMu.Lock()
+	defer db.statMu.Unlock()
+	return db.bucketPos, !db.bucketPos.IsZero()
+}

@@ -1,0 +1,408 @@
+package replicate
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/ferrydb/ferry"
+	"github.com/ferrydb/ferry/ltx"
+)
+
+// Upload protocol. Every database has a head object recording the newest
+// TXID in the bucket, its checksum, and the epoch of the lease under which
+// it was written. An upload of TXIDs min..max:
+//
+//  1. asks the WriteGuard for the lease epoch, and refuses to go on if the
+//     head carries a newer one;
+//  2. checks that the batch continues the head exactly: min is the head's
+//     TXID + 1 and the batch's pre-apply checksum is the head's checksum;
+//  3. replaces the head with If-Match on the ETag it last saw (If-None-Match
+//     for the first upload). This is the commit point: of two writers that
+//     race, exactly one wins, and the loser has written nothing;
+//  4. writes the L0 object with If-None-Match, so it never replaces one.
+//
+// Writing the head first means a stale writer is refused before it adds
+// any object that a restore, Ferry's or Litestream's, could pick up. The
+// price is that a crash between steps 3 and 4 leaves the head announcing a
+// file that is not there yet; the same node writes it on its next attempt
+// (its local log keeps the files), and a new writer waits PendingGrace for
+// it before rolling the head back to the newest file that exists.
+
+// Errors reported by uploads. Callers match them with errors.Is.
+var (
+	// ErrConflict is returned when the bucket's history of a database does
+	// not continue from this node's: another writer advanced it, or this
+	// node's local history diverged from it.
+	ErrConflict = errors.New("bucket history conflicts with local history")
+
+	// ErrBehind is returned when the bucket holds newer change sets than
+	// this node: it must catch up (CatchUp) before it writes.
+	ErrBehind = errors.New("local database is behind the bucket")
+)
+
+// upload ships db's pending local LTX files in batches.
+func (r *Replicator) upload(ctx context.Context, db *database) error {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if err := r.load(ctx, db); err != nil {
+		return err
+	}
+	for {
+		local, err := r.localFiles(db.name)
+		if err != nil {
+			return err
+		}
+		pending := pendingFiles(local, db.files.head.TXID)
+		r.setBacklog(db, pending)
+
+		if db.needObject {
+			if err := r.putAnnounced(ctx, db, local); err != nil {
+				return err
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		if len(pending) > r.opts.MaxBatchFiles {
+			pending = pending[:r.opts.MaxBatchFiles]
+		}
+		if err := r.uploadBatch(ctx, db, pending); err != nil {
+			return err
+		}
+	}
+}
+
+// load reads db's bucket state the first time it is needed.
+func (r *Replicator) load(ctx context.Context, db *database) error {
+	if db.files != nil {
+		return nil
+	}
+	files, err := r.bucket.list(ctx, db.name)
+	if err != nil {
+		return err
+	}
+	db.files = files
+	now := r.opts.Now()
+	for l := range db.lastRun {
+		db.lastRun[l] = now
+	}
+	if snaps := files.levels[SnapshotLevel]; len(snaps) > 0 {
+		db.lastRun[SnapshotLevel] = time.UnixMilli(snaps[len(snaps)-1].CreatedAt)
+	}
+	if files.hasHead && files.head.TXID > 0 {
+		_, ok := files.find(0, files.head.LastMin, files.head.TXID)
+		db.needObject = !ok
+		r.setBucketPos(db, ferry.Pos{TXID: files.head.TXID, PostApplyChecksum: files.head.Checksum})
+	}
+	return nil
+}
+
+// pendingFiles returns the local files after the bucket's TXID.
+func pendingFiles(local []localFile, after ltx.TXID) []localFile {
+	for i, f := range local {
+		if f.max > after {
+			return local[i:]
+		}
+	}
+	return nil
+}
+
+// uploadBatch uploads one batch of contiguous local files as one L0 file.
+func (r *Replicator) uploadBatch(ctx context.Context, db *database, batch []localFile) error {
+	epoch, err := r.checkWrite(ctx, db.name)
+	if err != nil {
+		return err
+	}
+	h := db.files.head
+	if db.files.hasHead && h.Epoch > epoch {
+		return r.stale(db, fmt.Errorf("upload %s: %w: bucket head has epoch %d, this node holds %d", db.name, ferry.ErrStaleEpoch, h.Epoch, epoch))
+	}
+	if db.files.hasHead && h.Epoch < epoch {
+		// First upload under a new lease: the head may be stale in memory,
+		// and the previous writer may have left an announced file missing.
+		db.files = nil
+		if err := r.load(ctx, db); err != nil {
+			return err
+		}
+		if err := r.settleTakeover(ctx, db); err != nil {
+			return err
+		}
+		h = db.files.head
+		if h.Epoch > epoch {
+			return r.stale(db, fmt.Errorf("upload %s: %w: bucket head has epoch %d, this node holds %d", db.name, ferry.ErrStaleEpoch, h.Epoch, epoch))
+		}
+		batch = pendingFiles(batch, h.TXID)
+		if len(batch) == 0 {
+			return nil
+		}
+	}
+
+	first, last := batch[0], batch[len(batch)-1]
+	switch {
+	case first.min > h.TXID+1:
+		return fmt.Errorf("upload %s: %w: local log starts at %s but the bucket ends at %s", db.name, ErrConflict, first.min, h.TXID)
+	case first.min <= h.TXID:
+		return fmt.Errorf("upload %s: %w: local file %s-%s straddles the bucket's TXID %s", db.name, ErrConflict, first.min, first.max, h.TXID)
+	}
+	for i := 1; i < len(batch); i++ {
+		if batch[i].min != batch[i-1].max+1 {
+			return fmt.Errorf("upload %s: local log has a gap between %s and %s", db.name, batch[i-1].max, batch[i].min)
+		}
+	}
+
+	data, hdr, trailer, err := compactLocal(ctx, batch)
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", db.name, err)
+	}
+	if h.TXID > 0 && !hdr.NoChecksum() && hdr.PreApplyChecksum != h.Checksum {
+		return fmt.Errorf("upload %s: %w: local TXID %s follows checksum %s, the bucket has %s", db.name, ErrConflict, hdr.MinTXID, hdr.PreApplyChecksum, h.Checksum)
+	}
+
+	next := head{TXID: last.max, Checksum: trailer.PostApplyChecksum, Epoch: epoch, LastMin: first.min, Node: r.opts.Node}
+	if err := r.advanceHead(ctx, db, next); err != nil {
+		return err
+	}
+	db.needObject = true
+	key := r.bucket.keys.ltx(db.name, 0, first.min, last.max)
+	if err := r.putLTX(ctx, key, data, hdr); err != nil {
+		return fmt.Errorf("upload %s: %w", db.name, err)
+	}
+	db.needObject = false
+	db.files.add(fileInfo{Level: 0, MinTXID: first.min, MaxTXID: last.max, Size: int64(len(data)), CreatedAt: r.opts.Now().UnixMilli(), Key: key})
+	r.counters.txns.Add(int64(last.max - first.min + 1))
+	pos := ferry.Pos{TXID: last.max, PostApplyChecksum: trailer.PostApplyChecksum}
+	r.setBucketPos(db, pos)
+	if err := r.writeBucketPos(db.name, pos); err != nil {
+		return fmt.Errorf("upload %s: record bucket position: %w", db.name, err)
+	}
+	return nil
+}
+
+// advanceHead replaces db's head with next, conditional on the head being
+// the one last seen.
+func (r *Replicator) advanceHead(ctx context.Context, db *database, next head) error {
+	key := r.bucket.keys.head(db.name)
+	etag, err := writeHead(ctx, r.bucket.backend, key, next, db.files.headETag)
+	if errors.Is(err, ErrPreconditionFailed) {
+		cur, curETag, ok, rerr := readHead(ctx, r.bucket.backend, key)
+		if rerr != nil {
+			return fmt.Errorf("upload %s: head changed and cannot be reread: %w", db.name, rerr)
+		}
+		if ok && cur == next {
+			// Our own earlier write landed but its reply was lost.
+			etag, err = curETag, nil
+		} else {
+			db.files = nil // reload the bucket's view next time
+			if ok && cur.Epoch > next.Epoch {
+				return r.stale(db, fmt.Errorf("upload %s: %w: another writer holds epoch %d (this node %d) and is at TXID %s", db.name, ferry.ErrStaleEpoch, cur.Epoch, next.Epoch, cur.TXID))
+			}
+			return r.stale(db, fmt.Errorf("upload %s: %w: the bucket head moved to TXID %s (epoch %d) while this node wrote %s-%s", db.name, ErrConflict, cur.TXID, cur.Epoch, next.LastMin, next.TXID))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", db.name, err)
+	}
+	db.files.head, db.files.headETag, db.files.hasHead = next, etag, true
+	db.wrote, db.epoch = true, next.Epoch
+	return nil
+}
+
+// stale counts and logs an upload refused for fencing, and returns err.
+func (r *Replicator) stale(db *database, err error) error {
+	r.counters.stale.Add(1)
+	r.opts.Logger.Error("upload refused: this node is not the current writer", "db", db.name, "err", err)
+	return err
+}
+
+// putLTX writes an LTX object that must not exist yet. If it does exist
+// with the same content (a retry after a lost reply) that is success.
+func (r *Replicator) putLTX(ctx context.Context, key string, data []byte, hdr ltx.Header) error {
+	opts := PutOptions{
+		IfNoneMatch: true,
+		// Litestream reads this to restore to a timestamp without
+		// downloading each file.
+		Metadata: map[string]string{"litestream-timestamp": time.UnixMilli(hdr.Timestamp).UTC().Format(time.RFC3339Nano)},
+	}
+	_, err := r.bucket.backend.Put(ctx, key, bytes.NewReader(data), int64(len(data)), opts)
+	if !errors.Is(err, ErrPreconditionFailed) {
+		return err
+	}
+	rc, _, gerr := r.bucket.backend.Get(ctx, key)
+	if gerr != nil {
+		return fmt.Errorf("%w (and rereading it failed: %v)", err, gerr)
+	}
+	defer rc.Close()
+	existing, gerr := io.ReadAll(rc)
+	if gerr != nil {
+		return fmt.Errorf("%w (and rereading it failed: %v)", err, gerr)
+	}
+	if !bytes.Equal(existing, data) {
+		return fmt.Errorf("%w: %s exists with different content", ErrConflict, key)
+	}
+	return nil
+}
+
+// putAnnounced writes the L0 file that db's head announces but that this
+// node has not stored yet, from the local log.
+func (r *Replicator) putAnnounced(ctx context.Context, db *database, local []localFile) error {
+	h := db.files.head
+	if _, ok := db.files.find(0, h.LastMin, h.TXID); ok {
+		db.needObject = false
+		return nil
+	}
+	var batch []localFile
+	for _, f := range local {
+		if f.min >= h.LastMin && f.max <= h.TXID {
+			batch = append(batch, f)
+		}
+	}
+	if len(batch) == 0 || batch[0].min != h.LastMin || batch[len(batch)-1].max != h.TXID {
+		// Another node announced it; settleTakeover deals with that.
+		return nil
+	}
+	data, hdr, trailer, err := compactLocal(ctx, batch)
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", db.name, err)
+	}
+	if trailer.PostApplyChecksum != h.Checksum {
+		return fmt.Errorf("upload %s: %w: local TXID %s has checksum %s, the head announced %s", db.name, ErrConflict, h.TXID, trailer.PostApplyChecksum, h.Checksum)
+	}
+	key := r.bucket.keys.ltx(db.name, 0, h.LastMin, h.TXID)
+	if err := r.putLTX(ctx, key, data, hdr); err != nil {
+		return fmt.Errorf("upload %s: %w", db.name, err)
+	}
+	db.needObject = false
+	db.files.add(fileInfo{Level: 0, MinTXID: h.LastMin, MaxTXID: h.TXID, Size: int64(len(data)), CreatedAt: r.opts.Now().UnixMilli(), Key: key})
+	r.counters.txns.Add(int64(h.TXID - h.LastMin + 1))
+	pos := ferry.Pos{TXID: h.TXID, PostApplyChecksum: h.Checksum}
+	r.setBucketPos(db, pos)
+	return r.writeBucketPos(db.name, pos)
+}
+
+// settleTakeover runs when this node first uploads under a newer epoch
+// than the head's. If the head announces a file that is not in the bucket,
+// the previous writer died mid-upload: wait PendingGrace for it, then roll
+// the head back to the newest file that exists.
+func (r *Replicator) settleTakeover(ctx context.Context, db *database) error {
+	h := db.files.head
+	if h.TXID == 0 {
+		return nil
+	}
+	if _, ok := db.files.find(0, h.LastMin, h.TXID); ok {
+		db.pendingSince = time.Time{}
+		return nil
+	}
+	if db.files.maxTXID() >= h.TXID {
+		return nil // compacted already
+	}
+	now := r.opts.Now()
+	if db.pendingSince.IsZero() {
+		db.pendingSince = now
+	}
+	if now.Sub(db.pendingSince) < r.opts.PendingGrace {
+		return fmt.Errorf("upload %s: waiting up to %s for the previous writer's announced file %s-%s", db.name, r.opts.PendingGrace, h.LastMin, h.TXID)
+	}
+	// Roll back to the newest contiguous file below the missing one.
+	var best fileInfo
+	for _, lv := range db.files.levels {
+		for _, fi := range lv {
+			if fi.MaxTXID < h.LastMin && fi.MaxTXID > best.MaxTXID {
+				best = fi
+			}
+		}
+	}
+	back := head{Epoch: h.Epoch, Node: h.Node}
+	if best.MaxTXID > 0 {
+		data, err := r.bucket.download(ctx, best)
+		if err != nil {
+			return err
+		}
+		dec := ltx.NewDecoder(bytes.NewReader(data))
+		if err := dec.Verify(); err != nil {
+			return fmt.Errorf("object %s: %w", best.Key, err)
+		}
+		back.TXID, back.Checksum, back.LastMin = best.MaxTXID, dec.Trailer().PostApplyChecksum, best.MinTXID
+	}
+	r.opts.Logger.Warn("previous writer's upload never arrived; rolling the bucket head back",
+		"db", db.name, "announced", h.TXID, "to", back.TXID)
+	if err := r.advanceHead(ctx, db, back); err != nil {
+		return err
+	}
+	db.pendingSince = time.Time{}
+	return ErrBehind
+}
+
+// checkWrite returns the lease epoch to upload under.
+func (r *Replicator) checkWrite(ctx context.Context, name string) (uint64, error) {
+	if r.opts.Guard == nil {
+		return 0, nil
+	}
+	epoch, err := r.opts.Guard.CheckWrite(ctx, name)
+	if err != nil {
+		return 0, fmt.Errorf("upload %s: %w", name, err)
+	}
+	return epoch, nil
+}
+
+// compactLocal merges contiguous local LTX files into one file in memory.
+func compactLocal(ctx context.Context, batch []localFile) ([]byte, ltx.Header, ltx.Trailer, error) {
+	readers := make([]io.Reader, 0, len(batch))
+	var size int64
+	for _, f := range batch {
+		fh, err := os.Open(f.path)
+		if err != nil {
+			for _, r := range readers {
+				r.(*os.File).Close()
+			}
+			return nil, ltx.Header{}, ltx.Trailer{}, fmt.Errorf("open local LTX file: %w", err)
+		}
+		readers = append(readers, fh)
+		size += f.size
+	}
+	defer func() {
+		for _, r := range readers {
+			r.(*os.File).Close()
+		}
+	}()
+	if len(batch) == 1 {
+		data, err := io.ReadAll(readers[0])
+		if err != nil {
+			return nil, ltx.Header{}, ltx.Trailer{}, fmt.Errorf("read %s: %w", batch[0].path, err)
+		}
+		dec := ltx.NewDecoder(bytes.NewReader(data))
+		if err := dec.Verify(); err != nil {
+			return nil, ltx.Header{}, ltx.Trailer{}, fmt.Errorf("local file %s: %w", batch[0].path, err)
+		}
+		return data, dec.Header(), dec.Trailer(), nil
+	}
+	var buf bytes.Buffer
+	buf.Grow(int(size))
+	c := ltx.NewCompactor(&buf, readers...)
+	if err := c.Compact(ctx); err != nil {
+		return nil, ltx.Header{}, ltx.Trailer{}, fmt.Errorf("merge local files %s-%s: %w", batch[0].min, batch[len(batch)-1].max, err)
+	}
+	return buf.Bytes(), c.Header(), c.Trailer(), nil
+}
+
+// setBacklog records how much is waiting to be uploaded.
+func (r *Replicator) setBacklog(db *database, pending []localFile) {
+	var n int64
+	for _, f := range pending {
+		n += f.size
+	}
+	db.statMu.Lock()
+	db.backlog, db.backlogBytes = len(pending), n
+	db.statMu.Unlock()
+}
+
+// setBucketPos records the bucket's position for Stats and BucketPos.
+func (r *Replicator) setBucketPos(db *database, pos ferry.Pos) {
+	db.statMu.Lock()
+	db.bucketPos = pos
+	db.statMu.Unlock()
+}
