@@ -23,8 +23,9 @@ const tmpPrefix = ".tmp-"
 const lockName = ".ferry-lock"
 
 // FileBackend stores objects as plain files under a directory, one file per
-// key. It lets Ferry run without any cloud account, and the tree it writes
-// is the one `litestream restore file://DIR/<db>` reads.
+// key, so that Ferry runs without any cloud account. (Litestream's own file
+// replica uses a different tree; copying the directory to S3 gives a bucket
+// Litestream can restore from.)
 type FileBackend struct {
 	root string
 	mu   sync.Mutex // serializes conditional writes within this process

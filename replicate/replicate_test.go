@@ -315,7 +315,7 @@ func testStaleWriter(t *testing.T, ctx context.Context, b Backend) {
 	if !errors.Is(err, ferry.ErrStaleEpoch) {
 		t.Fatalf("stale writer's upload: %v; want ErrStaleEpoch", err)
 	}
-	if st := ra.Stats(); st.StaleRejections != 1 || st.LastError == "" {
+	if st := ra.Stats(); st.Rejections != 1 || st.LastError == "" {
 		t.Fatalf("stale rejection not reported: %+v", st)
 	}
 	out := filepath.Join(t.TempDir(), "out.db")

@@ -19,9 +19,10 @@ type Stats struct {
 	// Transactions is how many transactions the uploads carried, so that
 	// Puts/Transactions is the cost per transaction.
 	Transactions int64
-	// StaleRejections counts uploads refused because another writer holds
-	// a newer lease epoch or advanced the head first.
-	StaleRejections int64
+	// Rejections counts uploads refused because the bucket's history is
+	// not this node's to extend: another writer holds a newer lease epoch,
+	// advanced the head first, or wrote a history this one diverges from.
+	Rejections int64
 	// LastError is the most recent upload error, empty after a success.
 	LastError     string
 	LastErrorTime time.Time
@@ -57,7 +58,7 @@ func (r *Replicator) Stats() Stats {
 		BytesUp:         r.counters.bytesUp.Load(),
 		BytesDown:       r.counters.bytesDown.Load(),
 		Transactions:    r.counters.txns.Load(),
-		StaleRejections: r.counters.stale.Load(),
+		Rejections:      r.counters.stale.Load(),
 	}
 	r.mu.Lock()
 	s.LastError, s.LastErrorTime = r.lastErr, r.lastErrTime

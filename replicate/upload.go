@@ -145,9 +145,9 @@ func (r *Replicator) uploadBatch(ctx context.Context, db *database, batch []loca
 	first, last := batch[0], batch[len(batch)-1]
 	switch {
 	case first.min > h.TXID+1:
-		return fmt.Errorf("upload %s: %w: local log starts at %s but the bucket ends at %s", db.name, ErrConflict, first.min, h.TXID)
+		return r.stale(db, fmt.Errorf("upload %s: %w: local log starts at %s but the bucket ends at %s", db.name, ErrConflict, first.min, h.TXID))
 	case first.min <= h.TXID:
-		return fmt.Errorf("upload %s: %w: local file %s-%s straddles the bucket's TXID %s", db.name, ErrConflict, first.min, first.max, h.TXID)
+		return r.stale(db, fmt.Errorf("upload %s: %w: local file %s-%s straddles the bucket's TXID %s", db.name, ErrConflict, first.min, first.max, h.TXID))
 	}
 	for i := 1; i < len(batch); i++ {
 		if batch[i].min != batch[i-1].max+1 {
@@ -160,7 +160,7 @@ func (r *Replicator) uploadBatch(ctx context.Context, db *database, batch []loca
 		return fmt.Errorf("upload %s: %w", db.name, err)
 	}
 	if h.TXID > 0 && !hdr.NoChecksum() && hdr.PreApplyChecksum != h.Checksum {
-		return fmt.Errorf("upload %s: %w: local TXID %s follows checksum %s, the bucket has %s", db.name, ErrConflict, hdr.MinTXID, hdr.PreApplyChecksum, h.Checksum)
+		return r.stale(db, fmt.Errorf("upload %s: %w: local TXID %s follows checksum %s, the bucket has %s", db.name, ErrConflict, hdr.MinTXID, hdr.PreApplyChecksum, h.Checksum))
 	}
 
 	next := head{TXID: last.max, Checksum: trailer.PostApplyChecksum, Epoch: epoch, LastMin: first.min, Node: r.opts.Node}
@@ -212,7 +212,8 @@ func (r *Replicator) advanceHead(ctx context.Context, db *database, next head) e
 	return nil
 }
 
-// stale counts and logs an upload refused for fencing, and returns err.
+// stale counts and logs an upload refused because the bucket's history is
+// not this node's to extend, and returns err.
 func (r *Replicator) stale(db *database, err error) error {
 	r.counters.stale.Add(1)
 	r.opts.Logger.Error("upload refused: this node is not the current writer", "db", db.name, "err", err)
@@ -270,7 +271,7 @@ func (r *Replicator) putAnnounced(ctx context.Context, db *database, local []loc
 		return fmt.Errorf("upload %s: %w", db.name, err)
 	}
 	if trailer.PostApplyChecksum != h.Checksum {
-		return fmt.Errorf("upload %s: %w: local TXID %s has checksum %s, the head announced %s", db.name, ErrConflict, h.TXID, trailer.PostApplyChecksum, h.Checksum)
+		return r.stale(db, fmt.Errorf("upload %s: %w: local TXID %s has checksum %s, the head announced %s", db.name, ErrConflict, h.TXID, trailer.PostApplyChecksum, h.Checksum))
 	}
 	key := r.bucket.keys.ltx(db.name, 0, h.LastMin, h.TXID)
 	if err := r.putLTX(ctx, key, data, hdr); err != nil {
