@@ -51,14 +51,14 @@ type counters struct {
 // Stats returns the current counters and per-database state.
 func (r *Replicator) Stats() Stats {
 	s := Stats{
-		Puts:            r.counters.puts.Load(),
-		Gets:            r.counters.gets.Load(),
-		Lists:           r.counters.lists.Load(),
-		Deletes:         r.counters.deletes.Load(),
-		BytesUp:         r.counters.bytesUp.Load(),
-		BytesDown:       r.counters.bytesDown.Load(),
-		Transactions:    r.counters.txns.Load(),
-		Rejections:      r.counters.stale.Load(),
+		Puts:         r.counters.puts.Load(),
+		Gets:         r.counters.gets.Load(),
+		Lists:        r.counters.lists.Load(),
+		Deletes:      r.counters.deletes.Load(),
+		BytesUp:      r.counters.bytesUp.Load(),
+		BytesDown:    r.counters.bytesDown.Load(),
+		Transactions: r.counters.txns.Load(),
+		Rejections:   r.counters.stale.Load(),
 	}
 	r.mu.Lock()
 	s.LastError, s.LastErrorTime = r.lastErr, r.lastErrTime
