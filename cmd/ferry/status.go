@@ -2,11 +2,218 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"gopkg.in/yaml.v3"
 )
+
+// statusClientTimeout bounds one request to the local status endpoint.
+const statusClientTimeout = 15 * time.Second
 
 // runStatus implements 'ferry status'.
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return errors.New("status: not built yet")
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	ep := addEndpointFlags(fs)
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: ferry status [-addr ADDR | -config FILE] [-json]\n\nShows cluster members, leases and replica positions as the local node sees them.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		fs.Usage()
+		return fmt.Errorf("status: unexpected argument %q", fs.Arg(0))
+	}
+	c, base, err := ep.client()
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	var rep statusReport
+	raw, err := doJSON(ctx, c, http.MethodGet, base+"/v1/status", nil, &rep)
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	if *asJSON {
+		_, err := stdout.Write(raw)
+		return err
+	}
+	return printStatus(stdout, rep, time.Now())
+}
+
+// endpointFlags locate the local node's status endpoint.
+type endpointFlags struct {
+	addr, config, dataDir *string
+}
+
+func addEndpointFlags(fs *flag.FlagSet) endpointFlags {
+	return endpointFlags{
+		addr:    fs.String("addr", "", "status endpoint: host:port or unix:PATH (default: from -config, else "+defaultStatusListen+")"),
+		config:  fs.String("config", "", "read lease.status.listen from this ferry.yml"),
+		dataDir: fs.String("data", "", "data directory, for a relative unix:PATH"),
+	}
+}
+
+// client returns an HTTP client for the endpoint and its base URL.
+func (e endpointFlags) client() (*http.Client, string, error) {
+	cfg := LeaseConfig{Status: StatusConfig{Listen: *e.addr}}
+	if *e.addr == "" && *e.config != "" {
+		b, err := os.ReadFile(*e.config)
+		if err != nil {
+			return nil, "", fmt.Errorf("read config: %w", err)
+		}
+		var file struct {
+			Lease LeaseConfig `yaml:"lease"`
+		}
+		if err := yaml.Unmarshal(b, &file); err != nil {
+			return nil, "", fmt.Errorf("parse config %s: %w", *e.config, err)
+		}
+		cfg = file.Lease
+	}
+	network, addr, err := cfg.statusListen(*e.dataDir)
+	if err != nil {
+		return nil, "", err
+	}
+	tr := &http.Transport{DisableKeepAlives: true}
+	if network == "unix" {
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", addr)
+		}
+		addr = "ferry"
+	}
+	return &http.Client{Transport: tr, Timeout: statusClientTimeout}, "http://" + addr, nil
+}
+
+// doJSON sends body (if any) as JSON and decodes a 2xx answer into out.
+// It returns the raw answer.
+func doJSON(ctx context.Context, c *http.Client, method, url string, body, out any) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = strings.NewReader(string(b))
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("ask the local node (is `ferry mount` running?): %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read answer: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e errorBody
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			return raw, errors.New(e.Error)
+		}
+		return raw, fmt.Errorf("local node answered %s", resp.Status)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return raw, fmt.Errorf("decode answer: %w", err)
+		}
+	}
+	return raw, nil
+}
+
+// printStatus writes the report as readable tables.
+func printStatus(w io.Writer, rep statusReport, now time.Time) error {
+	fmt.Fprintf(w, "node %s", rep.Node)
+	if rep.Region != "" {
+		fmt.Fprintf(w, " (region %s)", rep.Region)
+	}
+	fmt.Fprintf(w, ", leases: %s", rep.Type)
+	if rep.Type == "raft" {
+		leader := rep.Leader
+		if leader == "" {
+			leader = "none"
+		}
+		fmt.Fprintf(w, ", leader %s, term %d", leader, rep.Term)
+	}
+	fmt.Fprintln(w)
+
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEMBER\tROLE\tVOTER\tREGION\tADDRESS\tHEALTH")
+	for _, m := range rep.Members {
+		health := "ok"
+		if m.Failing {
+			health = "unreachable"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Role, yesNo(m.Voter), dash(m.Region), dash(m.Address), health)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DATABASE\tHOLDER\tEPOCH\tEXPIRES\tLOCAL TXID/CHECKSUM\tBUCKET TXID/CHECKSUM\tLAG")
+	for _, d := range rep.Databases {
+		holder, epoch, expires := "-", "-", "-"
+		if d.Holder != "" {
+			holder = d.Holder
+		}
+		if d.Epoch != 0 {
+			epoch = fmt.Sprint(d.Epoch)
+		}
+		if d.Expires != nil {
+			expires = "in " + d.Expires.Sub(now).Round(100*time.Millisecond).String()
+		} else if d.Holder != "" {
+			expires = "never"
+		}
+		local, bucket, lag := "-", "-", "-"
+		if d.Local != nil {
+			local = d.Local.String()
+		}
+		if d.Error != "" {
+			local = "error: " + d.Error
+		}
+		if d.Bucket != nil {
+			bucket = d.Bucket.String()
+		}
+		if d.Lag != nil {
+			lag = fmt.Sprint(*d.Lag)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, holder, epoch, expires, local, bucket, lag)
+	}
+	if len(rep.Databases) == 0 {
+		fmt.Fprintln(tw, "(no databases)\t\t\t\t\t\t")
+	}
+	return tw.Flush()
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

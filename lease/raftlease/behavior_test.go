@@ -151,54 +151,55 @@ func TestCleanShutdownReleasesAtOnce(t *testing.T) {
 }
 
 func TestVoterCapAndDeadNodeRemoval(t *testing.T) {
-	c := newCluster(t, 3, false, func(cfg *Config) {
-		cfg.MaxVoters = 2
+	c := newCluster(t, 4, false, func(cfg *Config) {
+		cfg.MaxVoters = 3
 		cfg.DeadAfter = time.Second
 	})
 	leader := c.waitLeader()
+	count := func(st lease.Status) (voters int) {
+		for _, mb := range st.Members {
+			if mb.Voter {
+				voters++
+			}
+		}
+		return voters
+	}
 	st, err := leader.m.Status(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	voters := 0
-	for _, mb := range st.Members {
-		if mb.Voter {
-			voters++
-		}
-	}
-	if len(st.Members) != 3 || voters != 2 {
+	if len(st.Members) != 4 || count(st) != 3 {
 		t.Fatalf("members = %+v", st.Members)
 	}
-	// Kill a non-leader; the leader removes it after DeadAfter and, if it
-	// was a voter, promotes the non-voter.
+	// Kill a voter other than the leader: two of three voters keep a
+	// quorum, the leader removes the dead one after DeadAfter and promotes
+	// the non-voter.
 	var victim *testNode
-	for _, tn := range c.nodes {
-		if tn != leader {
-			victim = tn
+	for _, mb := range st.Members {
+		if mb.Voter && mb.ID != leader.id {
+			victim = c.node(mb.ID)
 			break
 		}
 	}
 	c.kill(victim)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		leader = c.waitLeader()
 		st, err = leader.m.Status(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		voters = 0
-		for _, mb := range st.Members {
-			if mb.Voter {
-				voters++
-			}
-		}
-		if len(st.Members) == 2 && voters == 2 {
+		if len(st.Members) == 3 && count(st) == 3 {
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("members after removal = %+v", st.Members)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	for _, mb := range st.Members {
+		if mb.ID == victim.id {
+			t.Fatalf("dead node still a member: %+v", st.Members)
+		}
 	}
 }
 

@@ -51,7 +51,8 @@ type Config struct {
 	Discovery     string
 	DiscoveryPort int
 	// MaxVoters caps the voting members; others join as non-voters.
-	// Default 5.
+	// Default 5. Keep it odd: an even count tolerates no more failures
+	// than the odd count below it.
 	MaxVoters int
 	// DeadAfter is how long the leader waits for an unreachable member
 	// before removing it. Default 10 minutes.
@@ -340,6 +341,10 @@ func (m *Manager) CheckWrite(ctx context.Context, name string) (uint64, error) {
 
 // Holder implements ferry.LeaseView from the local replica of the table.
 func (m *Manager) Holder(name string) (string, uint64, bool) {
+	// The local replica may not have applied this node's own grant yet.
+	if l, ok := m.keeper.HeldLease(name); ok {
+		return l.Holder, l.Epoch, true
+	}
 	l, ok := m.fsm.get(name)
 	if !ok || !l.Held(time.Now()) {
 		return "", 0, false
