@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
@@ -57,7 +58,14 @@ func NewS3Backend(ctx context.Context, cfg S3Config) (*S3Backend, error) {
 	if cfg.AccessKeyID != "" {
 		opts.Credentials = credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, "")
 	} else {
-		opts.Credentials = aws.NewCredentialsCache(envCredentials{})
+		// The SDK's chain: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (as
+		// `fly storage create` sets them), shared files, instance roles.
+		awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region))
+		if err != nil {
+			return nil, fmt.Errorf("s3 backend: load AWS configuration: %w", err)
+		}
+		opts.Credentials = awsCfg.Credentials
+		opts.HTTPClient = awsCfg.HTTPClient
 	}
 	// Only send checksums when the operation demands them: several
 	// S3-compatible servers reject the SDK's default trailing checksums.
