@@ -37,7 +37,7 @@ func runHandoff(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return fmt.Errorf("handoff: %w", err)
 	}
-	if _, err := doJSON(ctx, c, http.MethodPost, base+"/v1/handoff", handoffRequest{Database: db, Node: node}, nil); err != nil {
+	if _, err := doStatusRequest(ctx, c, http.MethodPost, base+"/v1/handoff", handoffRequest{Database: db, Node: node}, nil); err != nil {
 		return fmt.Errorf("handoff %s to %s: %w", db, node, err)
 	}
 	fmt.Fprintf(stdout, "handed %s off to %s\n", db, node)

@@ -42,7 +42,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("status: %w", err)
 	}
 	var rep statusReport
-	raw, err := doJSON(ctx, c, http.MethodGet, base+"/v1/status", nil, &rep)
+	raw, err := doStatusRequest(ctx, c, http.MethodGet, base+"/v1/status", nil, &rep)
 	if err != nil {
 		return fmt.Errorf("status: %w", err)
 	}
@@ -87,19 +87,20 @@ func (e endpointFlags) client() (*http.Client, string, error) {
 		return nil, "", err
 	}
 	tr := &http.Transport{DisableKeepAlives: true}
+	host := addr
 	if network == "unix" {
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", addr)
 		}
-		addr = "ferry"
+		host = "ferry" // any name: the dialer ignores it
 	}
-	return &http.Client{Transport: tr, Timeout: statusClientTimeout}, "http://" + addr, nil
+	return &http.Client{Transport: tr, Timeout: statusClientTimeout}, "http://" + host, nil
 }
 
-// doJSON sends body (if any) as JSON and decodes a 2xx answer into out.
+// doStatusRequest sends body (if any) as JSON and decodes a 2xx answer into out.
 // It returns the raw answer.
-func doJSON(ctx context.Context, c *http.Client, method, url string, body, out any) ([]byte, error) {
+func doStatusRequest(ctx context.Context, c *http.Client, method, url string, body, out any) ([]byte, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -123,7 +124,7 @@ func doJSON(ctx context.Context, c *http.Client, method, url string, body, out a
 		return nil, fmt.Errorf("read answer: %w", err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var e errorBody
+		var e statusError
 		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
 			return raw, errors.New(e.Error)
 		}
@@ -161,7 +162,7 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) error {
 		if m.Failing {
 			health = "unreachable"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Role, yesNo(m.Voter), dash(m.Region), dash(m.Address), health)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Role, statusYesNo(m.Voter), statusDash(m.Region), statusDash(m.Address), health)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -204,14 +205,14 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) error {
 	return tw.Flush()
 }
 
-func yesNo(b bool) string {
+func statusYesNo(b bool) string {
 	if b {
 		return "yes"
 	}
 	return "no"
 }
 
-func dash(s string) string {
+func statusDash(s string) string {
 	if s == "" {
 		return "-"
 	}

@@ -62,13 +62,13 @@ type handoffRequest struct {
 	Node     string `json:"node"`
 }
 
-// errorBody is the body of every error response.
-type errorBody struct {
+// statusError is the body of every error response.
+type statusError struct {
 	Error string `json:"error"`
 }
 
-// maxRequestBody bounds request bodies; requests are tiny.
-const maxRequestBody = 64 << 10
+// maxStatusRequest bounds request bodies; requests are tiny.
+const maxStatusRequest = 64 << 10
 
 // newStatusHandler returns the HTTP handler of the local status endpoint:
 // GET /v1/status and POST /v1/handoff.
@@ -77,32 +77,32 @@ func newStatusHandler(src statusSources) http.Handler {
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		rep, err := buildStatus(r.Context(), src)
 		if err != nil {
-			writeJSON(w, http.StatusInternalServerError, errorBody{err.Error()})
+			writeStatusJSON(w, http.StatusInternalServerError, statusError{err.Error()})
 			return
 		}
-		writeJSON(w, http.StatusOK, rep)
+		writeStatusJSON(w, http.StatusOK, rep)
 	})
 	mux.HandleFunc("POST /v1/handoff", func(w http.ResponseWriter, r *http.Request) {
 		var req handoffRequest
-		dec := json.NewDecoder(io.LimitReader(r.Body, maxRequestBody))
+		dec := json.NewDecoder(io.LimitReader(r.Body, maxStatusRequest))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
-			writeJSON(w, http.StatusBadRequest, errorBody{fmt.Sprintf("bad handoff request: %v", err)})
+			writeStatusJSON(w, http.StatusBadRequest, statusError{fmt.Sprintf("bad handoff request: %v", err)})
 			return
 		}
 		if err := ferry.ValidateName(req.Database); err != nil {
-			writeJSON(w, http.StatusBadRequest, errorBody{err.Error()})
+			writeStatusJSON(w, http.StatusBadRequest, statusError{err.Error()})
 			return
 		}
 		if req.Node == "" {
-			writeJSON(w, http.StatusBadRequest, errorBody{"bad handoff request: empty node"})
+			writeStatusJSON(w, http.StatusBadRequest, statusError{"bad handoff request: empty node"})
 			return
 		}
 		if err := src.Lease.Handoff(r.Context(), req.Database, req.Node); err != nil {
-			writeJSON(w, handoffStatus(err), errorBody{err.Error()})
+			writeStatusJSON(w, handoffStatus(err), statusError{err.Error()})
 			return
 		}
-		writeJSON(w, http.StatusOK, struct{}{})
+		writeStatusJSON(w, http.StatusOK, struct{}{})
 	})
 	return mux
 }
@@ -118,7 +118,7 @@ func handoffStatus(err error) int {
 	}
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
+func writeStatusJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
