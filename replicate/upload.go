@@ -52,6 +52,8 @@ func (r *Replicator) upload(ctx context.Context, db *database) error {
 	if err := r.load(ctx, db); err != nil {
 		return err
 	}
+	reloads := 0
+	var target ltx.TXID
 	for {
 		local, err := r.localFiles(db.name)
 		if err != nil {
@@ -59,6 +61,15 @@ func (r *Replicator) upload(ctx context.Context, db *database) error {
 		}
 		pending := pendingFiles(local, db.files.head.TXID)
 		r.setBacklog(db, pending)
+		// Upload only what was pending when this sync began: files that
+		// arrive meanwhile wait for the next interval, so that a busy
+		// database costs one upload per interval, not one per commit.
+		if target == 0 && len(pending) > 0 {
+			target = pending[len(pending)-1].max
+		}
+		for len(pending) > 0 && pending[len(pending)-1].max > target {
+			pending = pending[:len(pending)-1]
+		}
 
 		if db.needObject {
 			if err := r.putAnnounced(ctx, db, local); err != nil {
@@ -71,10 +82,45 @@ func (r *Replicator) upload(ctx context.Context, db *database) error {
 		if len(pending) > r.opts.MaxBatchFiles {
 			pending = pending[:r.opts.MaxBatchFiles]
 		}
-		if err := r.uploadBatch(ctx, db, pending); err != nil {
+		err = r.uploadBatch(ctx, db, pending)
+		if errors.Is(err, errHeadReloaded) && reloads < 3 {
+			reloads++
+			if err := r.load(ctx, db); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
 			return err
 		}
 	}
+}
+
+// errHeadReloaded makes upload start over from a freshly read head.
+var errHeadReloaded = errors.New("bucket head reloaded")
+
+// ownHead reports whether h matches this node's local history: the local
+// file ending at h's TXID has h's checksum.
+func (r *Replicator) ownHead(name string, h head) bool {
+	local, err := r.localFiles(name)
+	if err != nil {
+		return false
+	}
+	for _, f := range local {
+		if f.max != h.TXID {
+			continue
+		}
+		data, err := os.ReadFile(f.path)
+		if err != nil {
+			return false
+		}
+		dec := ltx.NewDecoder(bytes.NewReader(data))
+		if err := dec.Verify(); err != nil {
+			return false
+		}
+		return dec.Trailer().PostApplyChecksum == h.Checksum
+	}
+	return false
 }
 
 // load reads db's bucket state the first time it is needed.
@@ -196,6 +242,11 @@ func (r *Replicator) advanceHead(ctx context.Context, db *database, next head) e
 		if ok && cur == next {
 			// Our own earlier write landed but its reply was lost.
 			etag, err = curETag, nil
+		} else if ok && cur.Epoch == next.Epoch && r.ownHead(db.name, cur) {
+			// An earlier write of ours landed although it was reported as
+			// failed (a cancelled request, say). Start over from it.
+			db.files = nil
+			return errHeadReloaded
 		} else {
 			db.files = nil // reload the bucket's view next time
 			if ok && cur.Epoch > next.Epoch {
@@ -205,6 +256,8 @@ func (r *Replicator) advanceHead(ctx context.Context, db *database, next head) e
 		}
 	}
 	if err != nil {
+		// The write may still have landed: reread the bucket next time.
+		db.files = nil
 		return fmt.Errorf("upload %s: %w", db.name, err)
 	}
 	db.files.head, db.files.headETag, db.files.hasHead = next, etag, true

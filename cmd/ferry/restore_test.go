@@ -180,3 +180,11 @@ func TestBucketConfigEnv(t *testing.T) {
 		t.Fatal("level 9 accepted as a compaction level")
 	}
 }
+
+func TestBucketReplicatorOptions(t *testing.T) {
+	c := BucketConfig{Prefix: "p", UploadInterval: 2e9, Levels: []BucketLevel{{Level: 1, Interval: 3e9}}, SnapshotInterval: -1, Retention: 5e9}
+	o := c.replicatorOptions()
+	if o.Prefix != "p" || o.UploadInterval != 2e9 || len(o.Levels) != 1 || o.Levels[0].Interval != 3e9 || o.SnapshotInterval != -1 || o.SnapshotRetention != 5e9 {
+		t.Fatalf("replicatorOptions = %+v", o)
+	}
+}
