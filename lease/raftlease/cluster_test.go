@@ -261,7 +261,8 @@ func TestKillHolder(t *testing.T) {
 	}
 	c.kill(leader)
 	killed := time.Now()
-	tn, epoch2 := c.acquireAny("tenant-1.db", leader, testTTL+10*testElection)
+	// TTL plus an election, with room for a loaded machine.
+	tn, epoch2 := c.acquireAny("tenant-1.db", leader, testTTL+20*testElection)
 	took := time.Since(killed)
 	if epoch2 <= epoch {
 		t.Fatalf("new epoch %d not above old %d", epoch2, epoch)
@@ -316,7 +317,7 @@ func TestPartitionHolderNoOverlap(t *testing.T) {
 			}()
 			time.Sleep(testTTL / 2)
 			c.partition(holder)
-			tn, epoch2 := c.acquireAny(name, holder, testTTL+15*testElection)
+			tn, epoch2 := c.acquireAny(name, holder, testTTL+20*testElection)
 			time.Sleep(testTTL / 2)
 			close(stop)
 			refused := <-done
