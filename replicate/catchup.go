@@ -51,11 +51,9 @@ func (bk *Bucket) CatchUp(ctx context.Context, name string, applier ferry.Applie
 		latest = files.head.TXID
 	}
 	if latest == 0 || local.TXID > latest {
-		if local.TXID > latest && files.hasHead {
-			// Ahead is fine only if this node's extra history continues
-			// the bucket's; the upload's checksum check decides that.
-			return local, nil
-		}
+		// Nothing newer in the bucket. A node ahead of it holds history
+		// not uploaded yet; the upload's checksum check decides whether
+		// that history continues the bucket's.
 		return local, nil
 	}
 	if local.TXID == latest {
@@ -110,8 +108,9 @@ func (bk *Bucket) CatchUp(ctx context.Context, name string, applier ferry.Applie
 // changed since its start, a superset of those changed since the local
 // position, so rewriting the header's start is sound.
 func mergeFrom(ctx context.Context, plan []fileInfo, bufs [][]byte, local ferry.Pos) ([]byte, error) {
-	// Compactor requires contiguous inputs; rewrite each to follow the
-	// previous one. Overlap only ever occurs at the first file.
+	// Compactor requires contiguous inputs. File boundaries line up across
+	// levels (every level is built from L0 batches), so only the first
+	// file can start before the local position.
 	readers := make([]io.Reader, len(plan))
 	for i := range plan {
 		readers[i] = bytes.NewReader(bufs[i])

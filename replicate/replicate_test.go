@@ -484,3 +484,103 @@ func TestBackgroundUploadBatches(t *testing.T) {
 		t.Fatalf("no batching: %d PUTs for %d transactions", st.Puts, st.Transactions)
 	}
 }
+
+// TestTakeoverAfterLostUpload: writer A announces a batch in the head but
+// dies before storing it. B, with a newer lease, waits PendingGrace, rolls
+// the head back to what the bucket holds and carries on; A, back later,
+// is refused.
+func TestTakeoverAfterLostUpload(t *testing.T) {
+	ctx := context.Background()
+	fb, err := NewFileBackend(filepath.Join(t.TempDir(), "bucket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fail := &failingBackend{Backend: fb}
+	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	la, lb := ferry.Layout{Dir: t.TempDir()}, ferry.Layout{Dir: t.TempDir()}
+	optsA, optsB := testOptions(), testOptions()
+	optsA.Guard, optsB.Guard = &epochGuard{epoch: 1}, &epochGuard{epoch: 2}
+	optsB.Now, optsB.PendingGrace = clock.Now, 10*time.Second
+	ra, rb := New(fail, la, optsA), New(fb, lb, optsB)
+
+	da := newTestDB(t, la, "t.db")
+	da.insert(3, 10)
+	if err := ra.Sync(ctx, "t.db"); err != nil {
+		t.Fatal(err)
+	}
+	kept := da.pos
+	da.insert(3, 10)
+	fail.failLTXPuts.Store(true)
+	if err := ra.Sync(ctx, "t.db"); err == nil {
+		t.Fatal("want the L0 upload to fail")
+	}
+
+	file := filepath.Join(t.TempDir(), "b.db")
+	pos, err := rb.Restore(ctx, "t.db", file)
+	if err != nil || pos != kept {
+		t.Fatalf("restore with an announced file missing: %v %v; want %v", pos, err, kept)
+	}
+	db := continueTestDB(t, lb, "t.db", file, pos)
+	db.insert(4, 10)
+	if err := rb.Sync(ctx, "t.db"); err == nil || !strings.Contains(err.Error(), "waiting") {
+		t.Fatalf("first upload under the new lease: %v; want to wait for the announced file", err)
+	}
+	clock.Add(11 * time.Second)
+	if err := rb.Sync(ctx, "t.db"); !errors.Is(err, ErrBehind) {
+		t.Fatalf("after the grace period: %v; want the head rolled back (ErrBehind)", err)
+	}
+	if err := rb.Sync(ctx, "t.db"); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out.db")
+	if got, err := rb.Restore(ctx, "t.db", out); err != nil || got != db.pos {
+		t.Fatalf("restore after takeover: %v %v; want %v", got, err, db.pos)
+	}
+	mustEqualFile(t, out, db.prev)
+
+	// A comes back: its announced file must not be written now.
+	fail.failLTXPuts.Store(false)
+	da.insert(1, 10)
+	da.insert(1, 10)
+	ra2 := New(fb, la, optsA)
+	if err := ra2.Sync(ctx, "t.db"); !errors.Is(err, ferry.ErrStaleEpoch) {
+		t.Fatalf("old writer after takeover: %v; want ErrStaleEpoch", err)
+	}
+	if got, err := rb.Restore(ctx, "t.db", out); err != nil || got != db.pos {
+		t.Fatalf("restore after the old writer returned: %v %v", got, err)
+	}
+}
+
+func TestBadBucketContent(t *testing.T) {
+	ctx := context.Background()
+	r, layout, fb := newFileReplicator(t, testOptions())
+	d := newTestDB(t, layout, "g.db")
+	d.insert(3, 10)
+	if err := r.Sync(ctx, d.name); err != nil {
+		t.Fatal(err)
+	}
+	// Stray objects in and around the level directories are ignored.
+	for _, k := range []string{"g.db/0000/notes.txt", "g.db/0000/zz-zz.ltx", "g.db/000a/0000000000000001-0000000000000001.ltx", "g.db/README"} {
+		if _, err := fb.Put(ctx, k, strings.NewReader("x"), 1, PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "out.db")
+	if pos, err := r.Restore(ctx, d.name, out); err != nil || pos != d.pos {
+		t.Fatalf("restore with stray objects: %v %v", pos, err)
+	}
+	// A damaged head is an error, not a guess.
+	for _, body := range []string{"{not json", `{"txid":5,"checksum":0,"lastMin":9}`, strings.Repeat(" ", maxHeadSize+1)} {
+		if _, err := fb.Put(ctx, "g.db/"+headName, strings.NewReader(body), int64(len(body)), PutOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Restore(ctx, d.name, out); err == nil || !strings.Contains(err.Error(), "head") {
+			t.Fatalf("restore with head %.20q: %v", body, err)
+		}
+		r2 := New(fb, layout, testOptions())
+		d.insert(1, 10)
+		if err := r2.Sync(ctx, d.name); err == nil {
+			t.Fatalf("upload with head %.20q succeeded", body)
+		}
+	}
+}

@@ -77,7 +77,13 @@ func (r *Replicator) upload(ctx context.Context, db *database) error {
 			}
 		}
 		if len(pending) == 0 {
-			return nil
+			if !r.headHidesLocal(db, local) {
+				return nil
+			}
+			// The head claims TXIDs this node has different history for:
+			// a writer before this one announced a file it never stored.
+			// uploadBatch settles that before anything is written.
+			pending = pendingFiles(local, db.files.head.LastMin-1)
 		}
 		if len(pending) > r.opts.MaxBatchFiles {
 			pending = pending[:r.opts.MaxBatchFiles]
@@ -94,6 +100,19 @@ func (r *Replicator) upload(ctx context.Context, db *database) error {
 			return err
 		}
 	}
+}
+
+// headHidesLocal reports whether the bucket's head announces a file that
+// is missing and that covers the end of the local log, which this node
+// did not write: the previous writer died mid-upload, and this node's
+// newest transactions reuse the TXIDs it announced.
+func (r *Replicator) headHidesLocal(db *database, local []localFile) bool {
+	h := db.files.head
+	if !db.needObject || db.wrote || len(local) == 0 || h.TXID == 0 {
+		return false
+	}
+	last := local[len(local)-1].max
+	return last >= h.LastMin && !(last == h.TXID && r.ownHead(db.name, h))
 }
 
 // errHeadReloaded makes upload start over from a freshly read head.
@@ -317,6 +336,16 @@ func (r *Replicator) putAnnounced(ctx context.Context, db *database, local []loc
 	}
 	if len(batch) == 0 || batch[0].min != h.LastMin || batch[len(batch)-1].max != h.TXID {
 		// Another node announced it; settleTakeover deals with that.
+		return nil
+	}
+	// Only the writer that announced the file may still write it: once a
+	// newer lease exists, the new writer may already have rolled the head
+	// back and written other files over that range.
+	epoch, err := r.checkWrite(ctx, db.name)
+	if err != nil {
+		return err
+	}
+	if epoch != h.Epoch {
 		return nil
 	}
 	data, hdr, trailer, err := compactLocal(ctx, batch)
