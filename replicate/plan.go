@@ -9,6 +9,10 @@ import (
 	"github.com/ferrydb/ferry/ltx"
 )
 
+// timestampMargin is how long before a restore's target time a file must
+// have been stored for its listing date alone to prove it qualifies.
+const timestampMargin = time.Minute
+
 // planTarget bounds a restore plan.
 type planTarget struct {
 	txid      ltx.TXID  // newest TXID to include; zero for no limit
@@ -39,7 +43,10 @@ func (bk *Bucket) plan(ctx context.Context, files *dbFiles, from ltx.TXID, targe
 		if target.timestamp.IsZero() {
 			return true, nil
 		}
-		if time.UnixMilli(fi.CreatedAt).Before(target.timestamp) {
+		// A file stored well before the target was certainly committed
+		// before it. The margin covers listings' one-second granularity
+		// and clock skew between the node and the bucket.
+		if time.UnixMilli(fi.CreatedAt).Add(timestampMargin).Before(target.timestamp) {
 			return true, nil
 		}
 		ts, ok := stamps[fi.Key]
