@@ -36,6 +36,16 @@ func (r *Replicator) CatchUp(ctx context.Context, name string, applier ferry.App
 	return pos, nil
 }
 
+// CatchUpFunc returns CatchUp bound to applier in the form the lease
+// managers take (lease.CatchUp): run it after each grant, before the first
+// write.
+func (r *Replicator) CatchUpFunc(applier ferry.Applier) func(ctx context.Context, name string) error {
+	return func(ctx context.Context, name string) error {
+		_, err := r.CatchUp(ctx, name, applier)
+		return err
+	}
+}
+
 // CatchUp is Replicator.CatchUp without a replicator.
 func (bk *Bucket) CatchUp(ctx context.Context, name string, applier ferry.Applier) (ferry.Pos, error) {
 	local, err := applier.LocalPos(name)

@@ -266,6 +266,21 @@ func TestCatchUp(t *testing.T) {
 	if pos, err := r.CatchUp(ctx, d.name, a); err != nil || pos != d.pos {
 		t.Fatalf("catch up when current: %v %v", pos, err)
 	}
+	// The form the lease managers call.
+	b := newFileApplier(t)
+	b.seed(t, d, 3)
+	if err := r.CatchUpFunc(b)(ctx, d.name); err != nil {
+		t.Fatal(err)
+	}
+	mustEqualFile(t, b.path(d.name), d.prev)
+
+	// A local history that forked from the bucket's is refused.
+	c := newFileApplier(t)
+	c.seed(t, d, 3)
+	c.pos[d.name] = ferry.Pos{TXID: 3, PostApplyChecksum: c.pos[d.name].PostApplyChecksum ^ 1}
+	if _, err := r.CatchUp(ctx, d.name, c); err == nil {
+		t.Fatalf("catch up of a forked database: %v", err)
+	}
 }
 
 func TestStaleWriterRejected(t *testing.T) {
