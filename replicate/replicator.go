@@ -320,3 +320,17 @@ func (r *Replicator) writeBucketPos(name string, pos ferry.Pos) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// readBucketPos reads the position writeBucketPos recorded, or the zero
+// Pos if there is none or it cannot be parsed.
+func (r *Replicator) readBucketPos(name string) ferry.Pos {
+	data, err := os.ReadFile(r.layout.BucketPosPath(name))
+	if err != nil {
+		return ferry.Pos{}
+	}
+	var txid, sum uint64
+	if _, err := fmt.Sscanf(strings.TrimSpace(string(data)), "%016x/%016x", &txid, &sum); err != nil {
+		return ferry.Pos{}
+	}
+	return ferry.Pos{TXID: ltx.TXID(txid), PostApplyChecksum: ltx.Checksum(sum)}
+}

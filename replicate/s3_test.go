@@ -252,6 +252,14 @@ func TestS3BucketDown(t *testing.T) {
 	if !strings.HasPrefix(string(bp), fmt.Sprintf("%016x/", 2)) {
 		t.Fatalf("bucket-pos moved while the bucket was down: %q", bp)
 	}
+	// A restart while the bucket is down still shows the backlog.
+	r2 := New(b, layout, testOptions())
+	if err := r2.Sync(ctx, d.name); err == nil {
+		t.Fatal("upload succeeded with the server stopped")
+	}
+	if st := r2.Stats(); st.Databases[0].Backlog != 5 {
+		t.Fatalf("backlog after a restart while the bucket is down: %+v", st.Databases)
+	}
 	srv.Restart()
 	if err := r.Sync(ctx, d.name); err != nil {
 		t.Fatal(err)

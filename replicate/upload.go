@@ -50,6 +50,10 @@ func (r *Replicator) upload(ctx context.Context, db *database) error {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	if err := r.load(ctx, db); err != nil {
+		// Still show the backlog, counted from the last recorded position.
+		if local, lerr := r.localFiles(db.name); lerr == nil {
+			r.setBacklog(db, pendingFiles(local, r.readBucketPos(db.name).TXID))
+		}
 		return err
 	}
 	reloads := 0
