@@ -50,9 +50,15 @@ type Options struct {
 	MaxBatchFiles int
 	// Concurrency is how many databases are uploaded at once.
 	Concurrency int
+	// UploadTimeout bounds one database's upload round, so that a bucket
+	// that accepts connections but never answers cannot stall uploads.
+	// Zero means one minute.
+	UploadTimeout time.Duration
 	// PendingGrace is how long a new writer waits for an upload that an
 	// earlier writer announced in the head but never completed before
-	// declaring it lost. Zero means 30 seconds.
+	// declaring it lost. It must exceed the other nodes' UploadTimeout, so
+	// that the earlier writer's request has certainly ended. Zero means
+	// two minutes.
 	PendingGrace time.Duration
 	// Guard gives the lease epoch that uploads carry. Nil means a single
 	// node that always writes under epoch 0.
@@ -84,8 +90,11 @@ func (o Options) withDefaults() Options {
 	if o.Concurrency <= 0 {
 		o.Concurrency = DefaultConcurrency
 	}
+	if o.UploadTimeout <= 0 {
+		o.UploadTimeout = time.Minute
+	}
 	if o.PendingGrace <= 0 {
-		o.PendingGrace = 30 * time.Second
+		o.PendingGrace = 2 * time.Minute
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

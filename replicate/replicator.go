@@ -184,7 +184,9 @@ func (r *Replicator) tick(ctx context.Context) {
 			if err := r.syncDB(ctx, db); err != nil {
 				return
 			}
-			if err := r.maintain(ctx, db); err != nil {
+			mctx, cancel := context.WithTimeout(ctx, 10*r.opts.UploadTimeout)
+			defer cancel()
+			if err := r.maintain(mctx, db); err != nil {
 				r.recordError(db, err)
 			}
 		}(db)
@@ -219,6 +221,8 @@ func (r *Replicator) SyncAll(ctx context.Context) error {
 // syncDB runs one upload of db and records its outcome.
 func (r *Replicator) syncDB(ctx context.Context, db *database) error {
 	db.dirty.Store(false)
+	ctx, cancel := context.WithTimeout(ctx, r.opts.UploadTimeout)
+	defer cancel()
 	err := r.upload(ctx, db)
 	if err != nil {
 		r.recordError(db, err)
