@@ -1,7 +1,189 @@
 package main
 
-// Config is the whole ferry.yml.
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole ferry.yml. Values may refer to environment variables
+// as ${VAR}; they are expanded before the file is parsed.
 type Config struct {
+	// FUSE is the fuse section: where and how the mount appears.
+	FUSE FUSEConfig `yaml:"fuse"`
+
+	// Data is the data section: where Ferry keeps databases and their logs.
+	Data DataConfig `yaml:"data"`
+
+	// Exec is the application to run once the mount is ready, as in
+	// LiteFS: a string is run by /bin/sh -c, a list is the program and its
+	// arguments. Ferry passes signals to it, exits with its exit code, and
+	// unmounts when it exits. Empty: Ferry runs until it is signalled.
+	Exec ExecConfig `yaml:"exec"`
+
+	// Log is the log section.
+	Log LogConfig `yaml:"log"`
+
 	Bucket BucketConfig `yaml:"bucket"`
 	Lease  LeaseConfig  `yaml:"lease"`
+}
+
+// FUSEConfig is the config's fuse section.
+type FUSEConfig struct {
+	// Dir is the mount point applications open databases under.
+	// Default: /ferry.
+	Dir string `yaml:"dir"`
+
+	// AllowOther lets users other than the one running Ferry use the mount
+	// (an application running as a non-root user). Non-root mounts also
+	// need user_allow_other in /etc/fuse.conf. Default false.
+	AllowOther bool `yaml:"allow-other"`
+
+	// Debug logs every FUSE request to stderr. Default false.
+	Debug bool `yaml:"debug"`
+}
+
+// DataConfig is the config's data section.
+type DataConfig struct {
+	// Dir holds the files the mount shows (tree/) and each database's
+	// position and local LTX log (meta/). Default: /var/lib/ferry.
+	Dir string `yaml:"dir"`
+
+	// Retention is how long the local LTX log keeps change sets (the
+	// newest always stays, and so does everything not yet in the bucket).
+	// Default: 10m.
+	Retention time.Duration `yaml:"retention"`
+}
+
+// LogConfig is the config's log section.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Default: info.
+	Level string `yaml:"level"`
+
+	// Format is text or json. Default: text.
+	Format string `yaml:"format"`
+}
+
+// ExecConfig is the command of the exec key: a shell command line, or a
+// program and its arguments.
+type ExecConfig []string
+
+// UnmarshalYAML accepts a string (run by /bin/sh -c) or a list of strings
+// (the program and its arguments).
+func (e *ExecConfig) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if strings.TrimSpace(n.Value) == "" {
+			*e = nil
+			return nil
+		}
+		*e = ExecConfig{"/bin/sh", "-c", n.Value}
+		return nil
+	case yaml.SequenceNode:
+		var argv []string
+		if err := n.Decode(&argv); err != nil {
+			return fmt.Errorf("exec: %w", err)
+		}
+		*e = argv
+		return nil
+	default:
+		return fmt.Errorf("line %d: exec must be a string or a list of strings", n.Line)
+	}
+}
+
+// Defaults for the config.
+const (
+	DefaultFUSEDir   = "/ferry"
+	DefaultDataDir   = "/var/lib/ferry"
+	DefaultRetention = 10 * time.Minute
+)
+
+// NewConfig returns a config with every default set.
+func NewConfig() *Config {
+	return &Config{
+		FUSE: FUSEConfig{Dir: DefaultFUSEDir},
+		Data: DataConfig{Dir: DefaultDataDir, Retention: DefaultRetention},
+		Log:  LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// envRef matches ${VAR}.
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// expandEnv replaces each ${VAR} with the variable's value (empty if
+// unset). A bare $ is left alone, so values such as passwords may hold one.
+func expandEnv(s string) string {
+	return envRef.ReplaceAllStringFunc(s, func(m string) string {
+		return os.Getenv(m[2 : len(m)-1])
+	})
+}
+
+// ReadConfig reads the config file at path over the defaults.
+func ReadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg := NewConfig()
+	if err := yaml.Unmarshal([]byte(expandEnv(string(data))), cfg); err != nil {
+		return nil, fmt.Errorf("parse config %s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Validate checks the values of the sections the mount uses.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.FUSE.Dir == "" {
+		errs = append(errs, errors.New("fuse.dir must not be empty"))
+	}
+	if c.Data.Dir == "" {
+		errs = append(errs, errors.New("data.dir must not be empty"))
+	}
+	if c.Data.Retention < 0 {
+		errs = append(errs, errors.New("data.retention must not be negative"))
+	}
+	if _, err := parseLogLevel(c.Log.Level); err != nil {
+		errs = append(errs, err)
+	}
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format %q: want text or json", c.Log.Format))
+	}
+	return errors.Join(errs...)
+}
+
+func parseLogLevel(s string) (slog.Level, error) {
+	switch strings.ToLower(s) {
+	case "", "info":
+		return slog.LevelInfo, nil
+	case "debug":
+		return slog.LevelDebug, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("log.level %q: want debug, info, warn or error", s)
+}
+
+// newLogger builds the logger the log section describes.
+func (c LogConfig) newLogger(w io.Writer) *slog.Logger {
+	level, _ := parseLogLevel(c.Level)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
