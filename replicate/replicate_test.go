@@ -45,7 +45,7 @@ func TestUploadAndRestore(t *testing.T) {
 		t.Fatalf("bucket-pos file = %q, %v; want %s", b, err, d.pos)
 	}
 
-	out := filepath.Join(t.TempDir(), "restored.db")
+	out := layout.DBPath(d.name) // where the mount asks for it
 	pos, err := r.Restore(ctx, d.name, out)
 	if err != nil {
 		t.Fatal(err)
@@ -54,6 +54,9 @@ func TestUploadAndRestore(t *testing.T) {
 		t.Fatalf("restored pos %v, want %v", pos, d.pos)
 	}
 	mustEqualFile(t, out, d.prev)
+	if ents, _ := os.ReadDir(filepath.Dir(out)); len(ents) != 1 {
+		t.Fatalf("restore left %d entries beside the database in the tree", len(ents))
+	}
 
 	// Later transactions go into a second L0 file.
 	d.exec("UPDATE t SET v = 'x' WHERE id % 3 = 0")

@@ -117,9 +117,14 @@ func (r *Replicator) Committed(name string, pos ferry.Pos) {
 	r.get(name).dirty.Store(true)
 }
 
-// Restore implements ferry.Restorer.
+// Restore implements ferry.Restorer. The database is built in its
+// metadata directory, outside the tree the mount shows, and renamed to
+// path only once complete and verified.
 func (r *Replicator) Restore(ctx context.Context, name, path string) (ferry.Pos, error) {
-	return r.bucket.Restore(ctx, name, path)
+	if err := ferry.ValidateName(name); err != nil {
+		return ferry.Pos{}, err
+	}
+	return r.bucket.RestoreTo(ctx, name, path, RestoreOptions{TempDir: r.layout.MetaDir(name)})
 }
 
 // get returns the state of database name, creating it.

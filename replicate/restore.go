@@ -35,6 +35,10 @@ type RestoreOptions struct {
 	// Progress, if set, is called after each file is applied with the bytes
 	// of LTX data applied so far and in total.
 	Progress func(done, total int64)
+	// TempDir is where the database is built before it is renamed to its
+	// path; it must be on the same file system. Empty means the path's own
+	// directory, under a hidden name.
+	TempDir string
 }
 
 // Restore implements ferry.Restorer: it writes the newest state of database
@@ -92,7 +96,14 @@ func (bk *Bucket) restore(ctx context.Context, name, path string, opts RestoreOp
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fail(fmt.Errorf("restore %s: %w", name, err))
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".restore-*")
+	tmpDir := dir
+	if opts.TempDir != "" {
+		tmpDir = opts.TempDir
+		if err := os.MkdirAll(tmpDir, 0o755); err != nil {
+			return fail(fmt.Errorf("restore %s: %w", name, err))
+		}
+	}
+	tmp, err := os.CreateTemp(tmpDir, "."+filepath.Base(path)+".restore-*")
 	if err != nil {
 		return fail(fmt.Errorf("restore %s: %w", name, err))
 	}
