@@ -250,3 +250,73 @@ func TestGarbageOnRaftPort(t *testing.T) {
 	}
 	c.waitLeader()
 }
+
+// TestLeaseMovesToPreferredRegion starts with the preferred region's only
+// node down, lets a node elsewhere take the lease, and checks that the
+// lease moves home once that node is back.
+func TestLeaseMovesToPreferredRegion(t *testing.T) {
+	c := newCluster(t, 3, true, func(cfg *Config) {
+		cfg.Placement = lease.Placement{Preferred: []lease.RegionRule{{Pattern: "pref/*", Region: "r3"}}}
+	})
+	home := c.nodes[2] // region r3
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// Regions are known once each node has registered through the log.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if n, ok := c.nodes[0].m.fsm.node(home.id); ok && n.Region == "r3" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node3's region never registered")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := c.nodes[0].m.CheckWrite(ctx, "pref/a.db"); !errors.Is(err, lease.ErrNotCandidate) {
+		t.Fatalf("acquire outside the preferred region while it is up = %v", err)
+	}
+	c.kill(home)
+	// A follower outside the region takes it once the leader sees node3
+	// down: the leader, not the follower, judges who is up.
+	deadline := time.Now().Add(15 * time.Second)
+	var leader string
+	for leader == "" || leader == home.id {
+		if time.Now().After(deadline) {
+			t.Fatal("no new leader")
+		}
+		time.Sleep(20 * time.Millisecond)
+		_, id := c.nodes[0].m.raft.LeaderWithID()
+		leader = string(id)
+	}
+	away := c.nodes[0]
+	if away.id == leader {
+		away = c.nodes[1]
+	}
+	for {
+		_, err := away.m.CheckWrite(ctx, "pref/a.db")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("follower outside the preferred region never took the lease while it was down: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	epoch, _ := away.m.CheckWrite(ctx, "pref/a.db")
+	c.start(home)
+	deadline = time.Now().Add(15 * time.Second)
+	for {
+		if node, e, ok := home.m.Holder("pref/a.db"); ok && node == home.id {
+			if e <= epoch {
+				t.Fatalf("epoch %d after moving home, was %d", e, epoch)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("lease did not move to its preferred region")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := away.m.CheckWrite(ctx, "pref/a.db"); !errors.Is(err, ferry.ErrReadOnly) {
+		t.Fatalf("old holder after the move = %v", err)
+	}
+}

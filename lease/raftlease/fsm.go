@@ -36,6 +36,10 @@ type command struct {
 	ReserveFor string `json:"reserveFor,omitempty"`
 	Region     string `json:"region,omitempty"`
 	Addr       string `json:"addr,omitempty"`
+	// Prefer, on a grant, is the database's preferred region when the
+	// requester is outside it; the leader refuses the grant while a
+	// candidate in that region is up. Only the leader knows who is up.
+	Prefer string `json:"prefer,omitempty"`
 }
 
 // entry is one database's row in the lease table.

@@ -109,6 +109,9 @@ type Manager struct {
 	closer func() error
 
 	health *health
+	// memberMu serializes membership changes on the leader, so concurrent
+	// joins cannot both see a free voter seat.
+	memberMu sync.Mutex
 
 	ready   chan struct{} // closed once Open has finished
 	stop    chan struct{}
@@ -161,9 +164,10 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		CatchUp: cfg.CatchUp, Allowed: m.allowed, Logger: cfg.Logger,
 	})
 	close(m.ready)
-	m.wg.Add(2)
+	m.wg.Add(3)
 	go m.joinLoop()
 	go m.reapLoop()
+	go m.preferLoop()
 	return m, nil
 }
 
@@ -275,6 +279,9 @@ func (m *Manager) applyVia(ctx context.Context, c command, hops int) (lease.Leas
 
 // applyLocal proposes c on the leader, stamping it with the leader's clock.
 func (m *Manager) applyLocal(ctx context.Context, c command) (lease.Lease, error) {
+	if c.Op == opGrant && c.Prefer != "" && m.regionUp(c.Prefer, c.Node) {
+		return lease.Lease{}, fmt.Errorf("database %q prefers region %q and a candidate there is up: %w", c.Name, c.Prefer, lease.ErrNotCandidate)
+	}
 	c.Now = time.Now().UnixNano()
 	b, err := json.Marshal(c)
 	if err != nil {
@@ -303,7 +310,11 @@ func (m *Manager) applyLocal(ctx context.Context, c command) (lease.Lease, error
 type authority struct{ m *Manager }
 
 func (a authority) Grant(ctx context.Context, name string) (lease.Lease, error) {
-	return a.m.apply(ctx, command{Op: opGrant, Name: name, Node: a.m.cfg.Node, TTL: int64(a.m.cfg.TTL)})
+	c := command{Op: opGrant, Name: name, Node: a.m.cfg.Node, TTL: int64(a.m.cfg.TTL)}
+	if want, ok := a.m.cfg.Placement.PreferredRegion(name); ok && want != a.m.cfg.Region {
+		c.Prefer = want
+	}
+	return a.m.apply(ctx, c)
 }
 
 func (a authority) Extend(ctx context.Context, l lease.Lease) (lease.Lease, error) {
@@ -315,23 +326,31 @@ func (a authority) Revoke(ctx context.Context, l lease.Lease, reserveFor string)
 	return err
 }
 
-// allowed applies placement: a candidate outside a database's preferred
-// region waits while a member of that region is up.
+// allowed applies the local part of placement: whether this node is a
+// candidate at all. The preferred-region rule is checked by the leader,
+// which alone knows which members are up (see regionUp).
 func (m *Manager) allowed(name string) error {
-	return m.cfg.Placement.Allowed(name, m.cfg.Node, m.cfg.Region, func(region string) bool {
-		cf := m.raft.GetConfiguration()
-		if cf.Error() != nil {
-			return false
-		}
-		for _, s := range cf.Configuration().Servers {
-			id := string(s.ID)
-			n, ok := m.fsm.node(id)
-			if ok && n.Region == region && id != m.cfg.Node && m.cfg.Placement.Candidate(id, n.Region) && !m.health.failing(id) {
-				return true
-			}
-		}
+	return m.cfg.Placement.Allowed(name, m.cfg.Node, m.cfg.Region, nil)
+}
+
+// regionUp reports, on the leader, whether a lease candidate other than
+// except in region is a member that answers heartbeats.
+func (m *Manager) regionUp(region, except string) bool {
+	cf := m.raft.GetConfiguration()
+	if cf.Error() != nil {
 		return false
-	})
+	}
+	for _, s := range cf.Configuration().Servers {
+		id := string(s.ID)
+		if id == except {
+			continue
+		}
+		n, ok := m.fsm.node(id)
+		if ok && n.Region == region && m.cfg.Placement.Candidate(id, n.Region) && !m.health.failing(id) {
+			return true
+		}
+	}
+	return false
 }
 
 // CheckWrite implements ferry.WriteGuard.

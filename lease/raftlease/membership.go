@@ -171,6 +171,8 @@ func (m *Manager) joinVia(ctx context.Context, req joinReq, hops int) error {
 		_, err := m.call(ctx, string(addr), rpcRequest{Op: rpcJoin, Hops: hops + 1, Join: &req})
 		return err
 	}
+	m.memberMu.Lock()
+	defer m.memberMu.Unlock()
 	cf := m.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
 		return fmt.Errorf("read raft configuration: %w", err)
@@ -237,6 +239,8 @@ func (m *Manager) reapLoop() {
 }
 
 func (m *Manager) reap(now time.Time) {
+	m.memberMu.Lock()
+	defer m.memberMu.Unlock()
 	cf := m.raft.GetConfiguration()
 	if cf.Error() != nil {
 		return
