@@ -49,9 +49,20 @@ type Options struct {
 // the store's own changes, which invalidate explicitly, so it can be long.
 const cacheTimeout = time.Hour
 
-// uncachedTimeout makes the kernel ask again at the next lookup: used for
-// rollback journals, whose presence decides whether a write is allowed.
+// uncachedTimeout makes the kernel ask again soon: used for the metadata
+// files, whose content changes with every commit.
 const uncachedTimeout = time.Nanosecond
+
+// entryTimeout sets how long the kernel may cache a directory entry. A
+// rollback journal's entry is not cached at all: whether it is shown
+// decides whether SQLite can write (see hideStaleJournal).
+func entryTimeout(out *fuse.EntryOut, role ferry.FileRole) {
+	if role == ferry.RoleJournal {
+		out.SetEntryTimeout(0)
+		return
+	}
+	out.SetEntryTimeout(cacheTimeout)
+}
 
 // MetaDirName is the read-only directory at the root of the mount in which
 // Ferry publishes per-database information:
@@ -112,7 +123,8 @@ func Mount(store *ferry.Store, opts Options) (*FS, error) {
 			// EnableLocks stays off: the kernel then handles SQLite's
 			// POSIX locks itself, across every process on this node.
 		},
-		EntryTimeout:    &timeout,
+		// Entry timeouts are set per entry (see entryTimeout): a rollback
+		// journal's entry must never be cached.
 		AttrTimeout:     &timeout,
 		NegativeTimeout: &timeout,
 	}

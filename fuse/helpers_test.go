@@ -37,7 +37,7 @@ func mount(t testing.TB, dataDir string, setup func(*ferry.Store)) *testMount {
 		t.Fatalf("open store: %v", err)
 	}
 	dir := filepath.Join(t.TempDir(), "mnt")
-	fsys, err := fuse.Mount(store, fuse.Options{Dir: dir, Logger: logger, AllowOther: os.Getuid() == 0})
+	fsys, err := fuse.Mount(store, fuse.Options{Dir: dir, Logger: logger, AllowOther: os.Getuid() == 0, Debug: os.Getenv("FERRY_FUSE_DEBUG") != ""})
 	if err != nil {
 		store.Close()
 		if os.Getenv("CI") == "true" {

@@ -56,8 +56,8 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 		}
 	}
 	ch, errno := n.LoopbackNode.Lookup(ctx, name, out)
-	if errno == 0 && role == ferry.RoleJournal {
-		out.SetEntryTimeout(uncachedTimeout)
+	if errno == 0 {
+		entryTimeout(out, role)
 	}
 	return ch, errno
 }
@@ -95,9 +95,10 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// Create creates a file. A new -journal or -wal of a database that may not
+// Create creates a file. A new rollback journal of a database that may not
 // be written here is refused with EACCES, which SQLite reports as
-// "attempt to write a readonly database".
+// "attempt to write a readonly database". A new WAL is allowed, since
+// readers of a WAL-mode database need one; writes to it are refused.
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	if errno := n.fsys.validate(n, name); errno != 0 {
 		return nil, nil, 0, errno
@@ -107,7 +108,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if err != nil {
 		return nil, nil, 0, toErrno(err)
 	}
-	if (role == ferry.RoleJournal || role == ferry.RoleWAL) && !db.IsPlain() {
+	if role == ferry.RoleJournal && !db.IsPlain() {
 		if err := db.CheckWrite(ctx); err != nil {
 			n.fsys.logger.Debug("refusing to create journal of read-only database", "name", rel, "err", err)
 			return nil, nil, 0, syscall.EACCES
@@ -117,9 +118,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
-	if role == ferry.RoleJournal {
-		out.SetEntryTimeout(uncachedTimeout)
-	}
+	entryTimeout(out, role)
 	if role == ferry.RolePlain {
 		// A new file may be a database being created: look again now that
 		// it exists (empty files are database candidates).
@@ -158,7 +157,9 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	if errno := n.fsys.validate(n, name); errno != 0 {
 		return nil, errno
 	}
-	return n.LoopbackNode.Mkdir(ctx, name, mode, out)
+	ch, errno := n.LoopbackNode.Mkdir(ctx, name, mode, out)
+	entryTimeout(out, ferry.RolePlain)
+	return ch, errno
 }
 
 // Mknod creates a special file.
@@ -166,7 +167,9 @@ func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *f
 	if errno := n.fsys.validate(n, name); errno != 0 {
 		return nil, errno
 	}
-	return n.LoopbackNode.Mknod(ctx, name, mode, rdev, out)
+	ch, errno := n.LoopbackNode.Mknod(ctx, name, mode, rdev, out)
+	entryTimeout(out, ferry.RolePlain)
+	return ch, errno
 }
 
 // Symlink creates a symbolic link.
@@ -174,7 +177,9 @@ func (n *node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 	if errno := n.fsys.validate(n, name); errno != 0 {
 		return nil, errno
 	}
-	return n.LoopbackNode.Symlink(ctx, target, name, out)
+	ch, errno := n.LoopbackNode.Symlink(ctx, target, name, out)
+	entryTimeout(out, ferry.RolePlain)
+	return ch, errno
 }
 
 // Link creates a hard link. Linking to a database or its journals would
@@ -193,7 +198,9 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	if role != ferry.RolePlain {
 		return nil, syscall.EPERM
 	}
-	return n.LoopbackNode.Link(ctx, target, name, out)
+	ch, errno := n.LoopbackNode.Link(ctx, target, name, out)
+	entryTimeout(out, ferry.RolePlain)
+	return ch, errno
 }
 
 // Unlink removes a file. Removing a rollback journal is the commit in
