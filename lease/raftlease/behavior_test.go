@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math/rand"
 	"net"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -318,5 +319,37 @@ func TestLeaseMovesToPreferredRegion(t *testing.T) {
 	}
 	if _, err := away.m.CheckWrite(ctx, "pref/a.db"); !errors.Is(err, ferry.ErrReadOnly) {
 		t.Fatalf("old holder after the move = %v", err)
+	}
+}
+
+// TestDiscoveryByDNS forms a cluster from a DNS name, the way Fly.io's
+// <app>.internal lists every machine. "localhost" stands in for it: it
+// resolves to this node alone, so the node bootstraps.
+func TestDiscoveryByDNS(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	p, _ := strconv.Atoi(port)
+	m, err := Open(context.Background(), Config{Node: "dns", Listener: ln, Discovery: "localhost", DiscoveryPort: p,
+		TTL: testTTL, HeartbeatTimeout: testElection, ElectionTimeout: testElection, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	peers, complete := m.peers(context.Background())
+	if !complete {
+		t.Fatal("lookup of localhost failed")
+	}
+	for _, peer := range peers {
+		if peer == m.Addr() {
+			t.Fatalf("peers include the node itself: %v", peer)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := m.CheckWrite(ctx, "d.db"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -98,10 +98,7 @@ func (m *Manager) tryJoin(ctx context.Context, req joinReq) error {
 	if addr, _ := m.raft.LeaderWithID(); addr != "" {
 		return m.joinVia(ctx, req, 0)
 	}
-	peers := m.peers(ctx)
-	if len(peers) == 0 {
-		return errNoLeader // a single node: wait for its own election
-	}
+	peers, complete := m.peers(ctx)
 	var errs []error
 	for _, p := range peers {
 		if _, err := m.call(ctx, p, rpcRequest{Op: rpcJoin, Join: &req}); err == nil {
@@ -110,7 +107,9 @@ func (m *Manager) tryJoin(ctx context.Context, req joinReq) error {
 			errs = append(errs, err)
 		}
 	}
-	if m.lowest(peers) && m.raft.LastIndex() == 0 {
+	// Bootstrap only from a complete peer list: a failed DNS lookup must
+	// not make a node believe it is alone and start a second cluster.
+	if complete && m.lowest(peers) && m.raft.LastIndex() == 0 {
 		m.log.Info("no leader among peers; bootstrapping lease cluster", "node", m.cfg.Node, "addr", m.addr)
 		f := m.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
 			ID: raft.ServerID(m.cfg.Node), Address: raft.ServerAddress(m.addr), Suffrage: raft.Voter,
@@ -132,9 +131,11 @@ func (m *Manager) lowest(peers []string) bool {
 	return true
 }
 
-// peers returns the other nodes' Raft addresses from config and DNS.
-func (m *Manager) peers(ctx context.Context) []string {
+// peers returns the other nodes' Raft addresses from config and DNS;
+// complete is false when the DNS lookup failed.
+func (m *Manager) peers(ctx context.Context) (peers []string, complete bool) {
 	var out []string
+	complete = true
 	add := func(a string) {
 		if a != m.addr && !slices.Contains(out, a) {
 			out = append(out, a)
@@ -150,15 +151,16 @@ func (m *Manager) peers(ctx context.Context) []string {
 			port, _ = strconv.Atoi(ps)
 		}
 		ips, err := net.DefaultResolver.LookupHost(ctx, m.cfg.Discovery)
-		if err != nil {
+		if err != nil || len(ips) == 0 {
 			m.log.Debug("peer discovery", "name", m.cfg.Discovery, "err", err)
+			complete = false
 		}
 		for _, ip := range ips {
 			add(net.JoinHostPort(ip, strconv.Itoa(port)))
 		}
 	}
 	slices.Sort(out)
-	return out
+	return out, complete
 }
 
 // joinVia adds a node on the leader, forwarding there if needed.
