@@ -86,6 +86,14 @@ func TestRestoreErrors(t *testing.T) {
 	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("failed restores left a file: %v", err)
 	}
+	// An invalid name reported as committed is dropped, not retried forever.
+	r.Committed("a/../b", ferry.Pos{})
+	if err := r.Sync(ctx, "a/../b"); !errors.Is(err, ferry.ErrInvalidName) {
+		t.Fatalf("sync of an invalid name: %v", err)
+	}
+	if st := r.Stats(); len(st.Databases) != 0 {
+		t.Fatalf("invalid name tracked: %+v", st.Databases)
+	}
 }
 
 func TestCorruptObjectNamed(t *testing.T) {

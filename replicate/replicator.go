@@ -114,6 +114,10 @@ func (r *Replicator) Close(ctx context.Context) error {
 // Committed implements ferry.CommitListener. It only marks the database;
 // the upload happens on the next interval.
 func (r *Replicator) Committed(name string, pos ferry.Pos) {
+	if err := ferry.ValidateName(name); err != nil {
+		r.opts.Logger.Error("commit reported for an invalid database name", "db", name, "err", err)
+		return
+	}
 	r.get(name).dirty.Store(true)
 }
 
