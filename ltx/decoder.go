@@ -36,9 +36,10 @@ type Decoder struct {
 
 	dbChecksum Checksum // snapshots only: checksum of the pages decoded
 
-	buf []byte // compressed page
-	lr  io.LimitedReader
-	zr  *lz4.Reader // for older frames; created on first use
+	buf     []byte // compressed page
+	scratch [PageHeaderSize + 4]byte
+	lr      io.LimitedReader
+	zr      *lz4.Reader // for older frames; created on first use
 }
 
 // indexEntry locates one page frame in a file.
@@ -108,12 +109,12 @@ func (dec *Decoder) DecodePage(hdr *PageHeader, data []byte) error {
 	}
 
 	offset := dec.n
-	var b [PageHeaderSize + 4]byte
+	b := dec.scratch[:]
 	if err := dec.readFull(b[:PageHeaderSize], "page header"); err != nil {
 		return dec.fail(err)
 	}
 	var ph PageHeader
-	_ = ph.UnmarshalBinary(b[:])
+	_ = ph.UnmarshalBinary(b)
 	if ph.IsZero() {
 		if err := dec.endPages(); err != nil {
 			return dec.fail(err)
@@ -131,7 +132,7 @@ func (dec *Decoder) DecodePage(hdr *PageHeader, data []byte) error {
 		if err := dec.readFull(b[PageHeaderSize:], "page size prefix"); err != nil {
 			return dec.fail(err)
 		}
-		hashed = b[:]
+		hashed = b
 		if err := dec.readBlock(ph.Pgno, binary.BigEndian.Uint32(b[PageHeaderSize:]), data); err != nil {
 			return dec.fail(err)
 		}
