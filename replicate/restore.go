@@ -70,6 +70,20 @@ type restored struct {
 
 // restore is RestoreTo, returning more about the result.
 func (bk *Bucket) restore(ctx context.Context, name, path string, opts RestoreOptions) (restored, error) {
+	// Retention on the writer may delete a file between the listing and
+	// its download; a fresh listing then leads to the files that replaced
+	// it.
+	for attempt := 1; ; attempt++ {
+		res, err := bk.restoreOnce(ctx, name, path, opts)
+		if err == nil || !errors.Is(err, ErrObjectNotFound) || attempt == 3 || ctx.Err() != nil {
+			return res, err
+		}
+		bk.logger.Debug("restore: an object disappeared; listing again", "db", name, "err", err)
+	}
+}
+
+// restoreOnce is one attempt of restore, from one listing.
+func (bk *Bucket) restoreOnce(ctx context.Context, name, path string, opts RestoreOptions) (restored, error) {
 	fail := func(err error) (restored, error) { return restored{}, err }
 	if opts.TXID != 0 && !opts.Timestamp.IsZero() {
 		return fail(errors.New("restore: choose a TXID or a timestamp, not both"))

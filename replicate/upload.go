@@ -58,7 +58,10 @@ func (r *Replicator) upload(ctx context.Context, db *database) error {
 	}
 	reloads := 0
 	var target ltx.TXID
-	for {
+	for round := 0; ; round++ {
+		if round > 1<<16 {
+			return fmt.Errorf("upload %s: no progress after %d rounds", db.name, round)
+		}
 		local, err := r.localFiles(db.name)
 		if err != nil {
 			return err
