@@ -25,7 +25,8 @@ type DatabaseFile interface {
 // page is written, so a damaged file leaves the database unchanged. If r
 // is not an io.ReadSeeker, it is first copied to a temporary file.
 // A post-apply mismatch is reported after the pages are written; the
-// database then no longer matches any known position.
+// database then no longer matches any known position. Apply does not sync
+// db; the caller decides when the change must be durable.
 func Apply(ctx context.Context, db DatabaseFile, r io.Reader) (Header, Trailer, error) {
 	return ApplyWithIndex(ctx, db, r, nil)
 }

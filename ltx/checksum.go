@@ -1,6 +1,8 @@
 package ltx
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -60,6 +62,7 @@ func ChecksumDatabase(r io.Reader, pageSize uint32, commit uint32) (Checksum, er
 	if !IsValidPageSize(pageSize) {
 		return 0, invalidf(ErrInvalidPageSize, "%d", pageSize)
 	}
+	r = bufferedReader(r)
 	lockPgno := LockPgno(pageSize)
 	buf := make([]byte, pageSize)
 	chksum := ChecksumFlag
@@ -92,4 +95,14 @@ func ChecksumDatabaseFile(r io.ReaderAt, size int64, pageSize uint32) (Checksum,
 		return 0, fmt.Errorf("database size %d has too many pages", size)
 	}
 	return ChecksumDatabase(io.NewSectionReader(r, 0, size), pageSize, uint32(commit))
+}
+
+// bufferedReader wraps r in a large buffer unless it is in memory already,
+// so that reading a database page by page costs few system calls.
+func bufferedReader(r io.Reader) io.Reader {
+	switch r.(type) {
+	case *bytes.Reader, *bytes.Buffer, *bufio.Reader:
+		return r
+	}
+	return bufio.NewReaderSize(r, 1<<20)
 }

@@ -66,6 +66,7 @@ func BuildChecksumIndex(r io.Reader, pageSize, commit uint32) (*ChecksumIndex, e
 		return nil, err
 	}
 	idx.resize(commit)
+	r = bufferedReader(r)
 	buf := make([]byte, pageSize)
 	for pgno := uint32(1); pgno <= commit; pgno++ {
 		if _, err := io.ReadFull(r, buf); err != nil {
