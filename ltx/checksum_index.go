@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc64"
 	"io"
+	"slices"
 	"sync"
 )
 
@@ -39,6 +40,7 @@ const ChecksumIndexBlockPages = 512
 // A ChecksumIndex is safe for concurrent use.
 type ChecksumIndex struct {
 	mu       sync.Mutex
+	saveMu   sync.Mutex // serializes Save
 	pageSize uint32
 	lockPgno uint32
 	pages    []Checksum // pages[pgno-1]; zero for the lock page and unset pages
@@ -215,17 +217,28 @@ type ChecksumIndexFile interface {
 // recording txid, the database position the index reflects. An index that
 // was never saved or loaded writes every block. It syncs f twice so that
 // the header never describes blocks that did not reach the disk.
+//
+// The index is locked only while the changed blocks are copied, not during
+// the writes and syncs, so commits calling Set are not held up by a save.
+// Saves are serialized. If a save fails, its blocks stay marked as changed.
 func (idx *ChecksumIndex) Save(f ChecksumIndexFile, txid TXID) error {
+	idx.saveMu.Lock()
+	defer idx.saveMu.Unlock()
+
+	type block struct {
+		n   int
+		rec []byte
+	}
 	idx.mu.Lock()
-	defer idx.mu.Unlock()
 	gen := idx.saveGen + 1
+	all := idx.saveGen == 0
 	nblocks := (len(idx.pages) + ChecksumIndexBlockPages - 1) / ChecksumIndexBlockPages
-	rec := make([]byte, checksumIndexRecordSize)
+	var blocks []block
 	for blk := 0; blk < nblocks; blk++ {
-		if idx.saveGen != 0 && (blk/64 >= len(idx.dirty) || idx.dirty[blk/64]&(1<<(blk%64)) == 0) {
+		if !all && (blk/64 >= len(idx.dirty) || idx.dirty[blk/64]&(1<<(blk%64)) == 0) {
 			continue
 		}
-		clear(rec)
+		rec := make([]byte, checksumIndexRecordSize)
 		lo := blk * ChecksumIndexBlockPages
 		hi := min(lo+ChecksumIndexBlockPages, len(idx.pages))
 		for i, c := range idx.pages[lo:hi] {
@@ -233,20 +246,8 @@ func (idx *ChecksumIndex) Save(f ChecksumIndexFile, txid TXID) error {
 		}
 		binary.BigEndian.PutUint64(rec[ChecksumIndexBlockPages*8:], gen)
 		binary.BigEndian.PutUint64(rec[ChecksumIndexBlockPages*8+8:], crc64.Checksum(rec[:ChecksumIndexBlockPages*8+8], crcTable))
-		if _, err := f.WriteAt(rec, checksumIndexHeaderSize+int64(blk)*checksumIndexRecordSize); err != nil {
-			return fmt.Errorf("save checksum index block %d: %w", blk, err)
-		}
+		blocks = append(blocks, block{blk, rec})
 	}
-	size := checksumIndexHeaderSize + int64(nblocks)*checksumIndexRecordSize
-	if size < idx.diskSize || idx.saveGen == 0 {
-		if err := f.Truncate(size); err != nil {
-			return fmt.Errorf("save checksum index: truncate: %w", err)
-		}
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("save checksum index: sync blocks: %w", err)
-	}
-
 	hdr := make([]byte, checksumIndexHeaderSize)
 	copy(hdr, checksumIndexMagic)
 	binary.BigEndian.PutUint32(hdr[8:], idx.pageSize)
@@ -256,15 +257,49 @@ func (idx *ChecksumIndex) Save(f ChecksumIndexFile, txid TXID) error {
 	binary.BigEndian.PutUint64(hdr[32:], uint64(ChecksumFlag|idx.sum))
 	binary.BigEndian.PutUint64(hdr[40:], uint64(idx.missing))
 	binary.BigEndian.PutUint64(hdr[56:], crc64.Checksum(hdr[:56], crcTable))
-	if _, err := f.WriteAt(hdr, 0); err != nil {
-		return fmt.Errorf("save checksum index header: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("save checksum index: sync header: %w", err)
+	saved := slices.Clone(idx.dirty)
+	clear(idx.dirty)
+	diskSize := idx.diskSize
+	idx.mu.Unlock()
+
+	err := func() error {
+		for _, b := range blocks {
+			if _, err := f.WriteAt(b.rec, checksumIndexHeaderSize+int64(b.n)*checksumIndexRecordSize); err != nil {
+				return fmt.Errorf("save checksum index block %d: %w", b.n, err)
+			}
+		}
+		size := checksumIndexHeaderSize + int64(nblocks)*checksumIndexRecordSize
+		if size < diskSize || all {
+			if err := f.Truncate(size); err != nil {
+				return fmt.Errorf("save checksum index: truncate: %w", err)
+			}
+		}
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("save checksum index: sync blocks: %w", err)
+		}
+		if _, err := f.WriteAt(hdr, 0); err != nil {
+			return fmt.Errorf("save checksum index header: %w", err)
+		}
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("save checksum index: sync header: %w", err)
+		}
+		diskSize = size
+		return nil
+	}()
+
+	idx.mu.Lock()
+	defer idx.mu.Unlock()
+	if err != nil {
+		for i, w := range saved {
+			for len(idx.dirty) <= i {
+				idx.dirty = append(idx.dirty, 0)
+			}
+			idx.dirty[i] |= w
+		}
+		return err
 	}
 	idx.saveGen = gen
-	idx.diskSize = size
-	clear(idx.dirty)
+	idx.diskSize = diskSize
 	return nil
 }
 

@@ -273,3 +273,87 @@ func (f *headerlessFile) WriteAt(p []byte, off int64) (int, error) {
 	}
 	return f.File.WriteAt(p, off)
 }
+
+// failingFile fails its first sync.
+type failingFile struct {
+	*os.File
+	failed bool
+}
+
+func (f *failingFile) Sync() error {
+	if !f.failed {
+		f.failed = true
+		return errBoom
+	}
+	return f.File.Sync()
+}
+
+func TestChecksumIndex_FailedSaveKeepsChanges(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 9))
+	idx, _ := ltx.NewChecksumIndex(512)
+	for pgno := uint32(1); pgno <= 2000; pgno++ {
+		_ = idx.Set(pgno, makePage(rng, 512, true))
+	}
+	f, _ := os.Create(filepath.Join(t.TempDir(), "idx"))
+	defer f.Close()
+	if err := idx.Save(f, 1); err != nil {
+		t.Fatal(err)
+	}
+	_ = idx.Set(1500, makePage(rng, 512, false))
+	if err := idx.Save(&failingFile{File: f}, 2); !errors.Is(err, errBoom) {
+		t.Fatalf("got %v", err)
+	}
+	if err := idx.Save(f, 3); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := f.Stat()
+	loaded, txid, err := ltx.LoadChecksumIndex(f, fi.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := loaded.Checksum()
+	b, _ := idx.Checksum()
+	if a != b || txid != 3 || loaded.PageChecksum(1500) != idx.PageChecksum(1500) {
+		t.Fatal("the change from the failed save was lost")
+	}
+}
+
+// TestChecksumIndex_ConcurrentSave saves while pages change; run with -race.
+func TestChecksumIndex_ConcurrentSave(t *testing.T) {
+	idx, _ := ltx.NewChecksumIndex(512)
+	page := make([]byte, 512)
+	for pgno := uint32(1); pgno <= 3000; pgno++ {
+		_ = idx.Set(pgno, page)
+	}
+	f, _ := os.Create(filepath.Join(t.TempDir(), "idx"))
+	defer f.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rng := rand.New(rand.NewPCG(1, 1))
+		p := make([]byte, 512)
+		for i := 0; i < 5000; i++ {
+			p[0] = byte(i)
+			_ = idx.Set(uint32(rng.IntN(3000))+1, p)
+		}
+	}()
+	for i := 0; i < 10; i++ {
+		if err := idx.Save(f, ltx.TXID(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-done
+	if err := idx.Save(f, 99); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := f.Stat()
+	loaded, _, err := ltx.LoadChecksumIndex(f, fi.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := loaded.Checksum()
+	b, _ := idx.Checksum()
+	if a != b {
+		t.Fatal("loaded index differs")
+	}
+}
