@@ -107,7 +107,21 @@ func (idx *ChecksumIndex) Set(pgno uint32, data []byte) error {
 	if pgno == idx.lockPgno {
 		return nil
 	}
-	c := ChecksumPage(pgno, data)
+	return idx.SetChecksum(pgno, ChecksumPage(pgno, data))
+}
+
+// SetChecksum is Set for a caller that already has the page's checksum
+// from ChecksumPage.
+func (idx *ChecksumIndex) SetChecksum(pgno uint32, c Checksum) error {
+	if pgno == 0 {
+		return invalidf(ErrInvalidPageHeader, "page number 0")
+	}
+	if pgno == idx.lockPgno {
+		return nil
+	}
+	if c&ChecksumFlag == 0 {
+		return fmt.Errorf("checksum index: page %d checksum %s lacks the checksum flag", pgno, c)
+	}
 	idx.mu.Lock()
 	defer idx.mu.Unlock()
 	if pgno > uint32(len(idx.pages)) {

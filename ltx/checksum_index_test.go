@@ -357,3 +357,22 @@ func TestChecksumIndex_ConcurrentSave(t *testing.T) {
 		t.Fatal("loaded index differs")
 	}
 }
+
+func TestChecksumIndex_SetChecksum(t *testing.T) {
+	a, _ := ltx.NewChecksumIndex(512)
+	b, _ := ltx.NewChecksumIndex(512)
+	page := makePage(rand.New(rand.NewPCG(1, 5)), 512, false)
+	_ = a.Set(7, page)
+	if err := b.SetChecksum(7, ltx.ChecksumPage(7, page)); err != nil {
+		t.Fatal(err)
+	}
+	if a.PageChecksum(7) != b.PageChecksum(7) || a.Commit() != b.Commit() {
+		t.Fatal("SetChecksum differs from Set")
+	}
+	if err := b.SetChecksum(7, 5); err == nil {
+		t.Fatal("checksum without flag accepted")
+	}
+	if err := b.SetChecksum(0, ltx.ChecksumFlag); err == nil {
+		t.Fatal("page 0 accepted")
+	}
+}
