@@ -49,8 +49,10 @@ type indexEntry struct {
 	size   int64
 }
 
-// NewDecoder returns a Decoder that reads from r. It reads through a buffer,
-// so it may read past the end of the LTX file if r holds more.
+// NewDecoder returns a Decoder that reads from r. Close requires r to end
+// where the file ends, so when files follow one another in a stream, give
+// each its own reader (for example with io.LimitReader). Reads go through a
+// 64 KiB buffer.
 func NewDecoder(r io.Reader) *Decoder {
 	return newDecoderSize(r, 64<<10)
 }
