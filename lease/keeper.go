@@ -45,6 +45,8 @@ type KeeperConfig struct {
 	AcquireTimeout time.Duration
 	// CatchUp, if set, runs after each grant and before the first write.
 	CatchUp CatchUp
+	// Drain, if set, runs before each release while the lease still holds.
+	Drain Drain
 	// Allowed, if set, applies placement rules before acquiring.
 	Allowed func(name string) error
 	// Notify, if set, is told of local grants and losses.
@@ -375,6 +377,14 @@ func (k *Keeper) Handoff(ctx context.Context, name, node string) error {
 }
 
 func (k *Keeper) release(ctx context.Context, name, reserveFor string) error {
+	if _, ok := k.HeldLease(name); ok && k.cfg.Drain != nil {
+		if err := k.cfg.Drain(ctx, name); err != nil {
+			if reserveFor != "" {
+				return fmt.Errorf("hand off %q: drain before release: %w", name, err)
+			}
+			k.log.Warn("drain before release failed; releasing anyway", "db", name, "err", err)
+		}
+	}
 	k.mu.Lock()
 	h := k.held[name]
 	if h == nil {

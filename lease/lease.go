@@ -116,6 +116,12 @@ type Status struct {
 // that the previous holder shipped. An error releases the lease.
 type CatchUp func(ctx context.Context, name string) error
 
+// Drain runs before this node gives up database name's lease (release,
+// handoff or clean shutdown) while the lease is still valid, typically to
+// upload change sets the bucket lacks so the next holder's catch-up finds
+// them. An error stops a handoff; a shutdown releases anyway.
+type Drain func(ctx context.Context, name string) error
+
 // Manager grants and tracks write leases. It implements ferry.WriteGuard
 // for the write path and ferry.LeaseView for the mount's holder files.
 type Manager interface {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -264,5 +265,43 @@ func TestStatic(t *testing.T) {
 	}
 	if _, err := NewStatic(StaticConfig{}); err == nil {
 		t.Fatal("empty node accepted")
+	}
+}
+
+func TestKeeperDrainsBeforeRelease(t *testing.T) {
+	auth := newMem("me", time.Second)
+	var k *Keeper
+	var drained []string
+	fail := false
+	k = NewKeeper(auth, KeeperConfig{Node: "me", TTL: time.Second, Drain: func(ctx context.Context, name string) error {
+		// The lease still holds while draining, so uploads can pass.
+		if _, err := k.CheckWrite(ctx, name); err != nil {
+			t.Errorf("lease not valid during drain: %v", err)
+		}
+		drained = append(drained, name)
+		if fail {
+			return errors.New("bucket down")
+		}
+		return nil
+	}})
+	ctx := context.Background()
+	for _, n := range []string{"a.db", "b.db"} {
+		if _, err := k.CheckWrite(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fail = true
+	if err := k.Handoff(ctx, "a.db", "other"); err == nil || !strings.Contains(err.Error(), "bucket down") {
+		t.Fatalf("handoff with failing drain = %v", err)
+	}
+	if _, ok := k.HeldLease("a.db"); !ok {
+		t.Fatal("failed drain gave up the lease")
+	}
+	// Shutdown releases even when draining fails.
+	if err := k.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(k.Held()) != 0 || fmt.Sprint(drained) != "[a.db a.db b.db]" {
+		t.Fatalf("held %v, drained %v", k.Held(), drained)
 	}
 }

@@ -219,10 +219,20 @@ func (c LeaseConfig) validate() error {
 	return c.placement().Validate()
 }
 
+// leaseHooks connect the lease manager to the rest of the node. Either
+// may be nil.
+type leaseHooks struct {
+	// CatchUp runs after this node acquires a lease and before its first
+	// write under it (the replicator's bucket catch-up).
+	CatchUp lease.CatchUp
+	// Drain runs before this node gives up a lease it holds, while the
+	// lease is still valid (uploading what the bucket lacks).
+	Drain lease.Drain
+}
+
 // open starts the lease manager the section describes. dataDir is the
-// config's data directory. catchUp, if not nil, runs after this node
-// acquires a lease and before its first write under it.
-func (c LeaseConfig) open(ctx context.Context, dataDir string, logger *slog.Logger, catchUp lease.CatchUp) (lease.Manager, error) {
+// config's data directory.
+func (c LeaseConfig) open(ctx context.Context, dataDir string, logger *slog.Logger, hooks leaseHooks) (lease.Manager, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
@@ -256,7 +266,7 @@ func (c LeaseConfig) open(ctx context.Context, dataDir string, logger *slog.Logg
 			Node: node, Region: c.region(), Bind: bind, Advertise: c.Raft.Advertise, Dir: dir,
 			Peers: c.Raft.Peers, Discovery: c.Raft.Discovery, DiscoveryPort: c.Raft.DiscoveryPort,
 			MaxVoters: c.Raft.MaxVoters, DeadAfter: c.Raft.DeadAfter,
-			TTL: c.TTL, AcquireTimeout: c.AcquireTimeout, Placement: c.placement(), CatchUp: catchUp,
+			TTL: c.TTL, AcquireTimeout: c.AcquireTimeout, Placement: c.placement(), CatchUp: hooks.CatchUp, Drain: hooks.Drain,
 			HeartbeatTimeout: c.Raft.HeartbeatTimeout, ElectionTimeout: c.Raft.ElectionTimeout,
 			Logger: logger.With("component", "lease"),
 		})
@@ -267,7 +277,7 @@ func (c LeaseConfig) open(ctx context.Context, dataDir string, logger *slog.Logg
 		}
 		return s3lease.New(s3lease.Config{
 			Client: client, Bucket: c.S3.Bucket, Prefix: c.S3.Prefix, Node: node, Region: c.region(),
-			TTL: c.TTL, AcquireTimeout: c.AcquireTimeout, Placement: c.placement(), CatchUp: catchUp,
+			TTL: c.TTL, AcquireTimeout: c.AcquireTimeout, Placement: c.placement(), CatchUp: hooks.CatchUp, Drain: hooks.Drain,
 			Logger: logger.With("component", "lease"),
 		})
 	}

@@ -68,7 +68,7 @@ func TestLeaseConfigRejectsBadInput(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want it to mention %q", c.cfg, err, c.want)
 		}
-		if _, err := c.cfg.open(context.Background(), t.TempDir(), nil, nil); err == nil {
+		if _, err := c.cfg.open(context.Background(), t.TempDir(), nil, leaseHooks{}); err == nil {
 			t.Errorf("%+v: open accepted it", c.cfg)
 		}
 	}
@@ -81,7 +81,7 @@ func TestLeaseConfigRejectsBadInput(t *testing.T) {
 func TestLeaseConfigDefaultIsStatic(t *testing.T) {
 	t.Setenv("FLY_MACHINE_ID", "m123")
 	t.Setenv("FLY_REGION", "syd")
-	m, err := LeaseConfig{}.open(context.Background(), t.TempDir(), nil, nil)
+	m, err := LeaseConfig{}.open(context.Background(), t.TempDir(), nil, leaseHooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestLeaseConfigThreeNodes(t *testing.T) {
 			Raft: RaftLeaseConfig{Bind: peers[i], Peers: peers,
 				HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond},
 		}
-		m, err := cfg.open(context.Background(), t.TempDir(), nil, nil)
+		m, err := cfg.open(context.Background(), t.TempDir(), nil, leaseHooks{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -29,7 +29,7 @@ func startStatusNode(t *testing.T) (lease.Manager, string) {
 	}
 	// Bind to a free port: the advertise address must be a real one.
 	cfg.Raft.Bind = freeLoopbackAddr(t)
-	m, err := cfg.open(context.Background(), dir, nil, nil)
+	m, err := cfg.open(context.Background(), dir, nil, leaseHooks{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,6 +65,8 @@ type Config struct {
 	Placement lease.Placement
 	// CatchUp runs after each grant, before the first write.
 	CatchUp lease.CatchUp
+	// Drain runs before each release or handoff of a held lease.
+	Drain lease.Drain
 	// HeartbeatTimeout and ElectionTimeout tune Raft (default 1s each).
 	HeartbeatTimeout time.Duration
 	ElectionTimeout  time.Duration
@@ -161,7 +163,7 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 	}
 	m.keeper = lease.NewKeeper(authority{m}, lease.KeeperConfig{
 		Node: cfg.Node, TTL: cfg.TTL, AcquireTimeout: cfg.AcquireTimeout,
-		CatchUp: cfg.CatchUp, Allowed: m.allowed, Logger: cfg.Logger,
+		CatchUp: cfg.CatchUp, Drain: cfg.Drain, Allowed: m.allowed, Logger: cfg.Logger,
 	})
 	close(m.ready)
 	m.wg.Add(3)

@@ -53,6 +53,8 @@ type Config struct {
 	AcquireTimeout time.Duration
 	Placement      lease.Placement
 	CatchUp        lease.CatchUp
+	// Drain runs before each release or handoff of a held lease.
+	Drain lease.Drain
 	Logger         *slog.Logger
 }
 
@@ -124,7 +126,7 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m := &Manager{cfg: cfg, log: cfg.Logger, cache: make(map[string]known)}
 	m.keeper = lease.NewKeeper(authority{m}, lease.KeeperConfig{
-		Node: cfg.Node, TTL: cfg.TTL, AcquireTimeout: cfg.AcquireTimeout, CatchUp: cfg.CatchUp,
+		Node: cfg.Node, TTL: cfg.TTL, AcquireTimeout: cfg.AcquireTimeout, CatchUp: cfg.CatchUp, Drain: cfg.Drain,
 		Allowed: func(name string) error {
 			// Without a membership view, any candidate may take any lease.
 			return cfg.Placement.Allowed(name, cfg.Node, cfg.Region, nil)
