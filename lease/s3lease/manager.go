@@ -54,8 +54,8 @@ type Config struct {
 	Placement      lease.Placement
 	CatchUp        lease.CatchUp
 	// Drain runs before each release or handoff of a held lease.
-	Drain lease.Drain
-	Logger         *slog.Logger
+	Drain  lease.Drain
+	Logger *slog.Logger
 }
 
 // maxLeaseObject bounds how much of a lease object is read.
