@@ -19,7 +19,8 @@ const lz4FrameFooterSize = 8
 // Decoder reads one LTX file from an io.Reader. Call DecodeHeader, then
 // DecodePage until it returns io.EOF, then Close, which reads the page index
 // and trailer and verifies them. Only after Close returns nil is the file
-// known to be intact. It holds one page and the page index in memory.
+// known to be intact. It holds one page in memory, and checks the page index
+// against a running CRC of the frames rather than a copy of them.
 type Decoder struct {
 	r     *bufio.Reader
 	state codecState
@@ -30,7 +31,9 @@ type Decoder struct {
 	crc     uint64 // running CRC-64 of the logical content
 	n       int64  // bytes consumed
 
-	index    []indexEntry // frames as read, checked against the page index
+	pageN    int
+	indexCRC uint64 // CRC-64 of the index records the frames read call for
+	indexBuf [3 * binary.MaxVarintLen64]byte
 	prevPgno uint32
 	lockPgno uint32
 
@@ -40,6 +43,13 @@ type Decoder struct {
 	scratch [PageHeaderSize + 4]byte
 	lr      io.LimitedReader
 	zr      *lz4.Reader // for older frames; created on first use
+}
+
+// appendIndexRecord appends the page index record for one frame.
+func appendIndexRecord(b []byte, pgno uint32, offset, size int64) []byte {
+	b = binary.AppendUvarint(b, uint64(pgno))
+	b = binary.AppendUvarint(b, uint64(offset))
+	return binary.AppendUvarint(b, uint64(size))
 }
 
 // indexEntry locates one page frame in a file.
@@ -66,7 +76,7 @@ func newDecoderSize(r io.Reader, size int) *Decoder {
 func (dec *Decoder) N() int64 { return dec.n }
 
 // PageN returns the number of pages decoded so far.
-func (dec *Decoder) PageN() int { return len(dec.index) }
+func (dec *Decoder) PageN() int { return dec.pageN }
 
 // Header returns the header read by DecodeHeader.
 func (dec *Decoder) Header() Header { return dec.header }
@@ -144,7 +154,10 @@ func (dec *Decoder) DecodePage(hdr *PageHeader, data []byte) error {
 
 	dec.crc = crc64.Update(dec.crc, crcTable, hashed)
 	dec.crc = crc64.Update(dec.crc, crcTable, data)
-	dec.index = append(dec.index, indexEntry{pgno: ph.Pgno, offset: offset, size: dec.n - offset})
+	// Rather than keep every frame's position for Close to compare with the
+	// index, keep a CRC of the index records they call for.
+	dec.indexCRC = crc64.Update(dec.indexCRC, crcTable, appendIndexRecord(dec.indexBuf[:0], ph.Pgno, offset, dec.n-offset))
+	dec.pageN++
 	dec.prevPgno = ph.Pgno
 	if dec.header.IsSnapshot() {
 		dec.dbChecksum = combineChecksums(dec.dbChecksum, ChecksumPage(ph.Pgno, data))
@@ -278,7 +291,6 @@ func (dec *Decoder) Close() error {
 	if h.Commit == 0 && !h.NoChecksum() && dec.trailer.PostApplyChecksum != ChecksumFlag {
 		return dec.fail(invalidf(ErrPostApplyMismatch, "empty database must have post-apply checksum %s, trailer says %s", ChecksumFlag, dec.trailer.PostApplyChecksum))
 	}
-	dec.index = nil
 	dec.state = stateClosed
 	return nil
 }
@@ -287,20 +299,26 @@ func (dec *Decoder) Close() error {
 // frames read, at the offsets and sizes they were read from.
 func (dec *Decoder) readIndex() error {
 	start := dec.n
+	var crc uint64
+	var prev uint64
 	for i := 0; ; i++ {
 		pgno, err := dec.readUvarint("page index")
 		if err != nil {
 			return err
 		}
 		if pgno == 0 {
-			if i != len(dec.index) {
-				return invalidf(ErrIndexMismatch, "index has %d entries, file has %d pages", i, len(dec.index))
+			if i != dec.pageN {
+				return invalidf(ErrIndexMismatch, "index has %d entries, file has %d pages", i, dec.pageN)
 			}
 			break
 		}
-		if i >= len(dec.index) {
-			return invalidf(ErrIndexMismatch, "index has more entries than the %d pages in the file", len(dec.index))
+		if i >= dec.pageN {
+			return invalidf(ErrIndexMismatch, "index has more entries than the %d pages in the file", dec.pageN)
 		}
+		if pgno <= prev || pgno > uint64(dec.header.Commit) {
+			return invalidf(ErrIndexMismatch, "entry %d names page %d after page %d (commit %d)", i, pgno, prev, dec.header.Commit)
+		}
+		prev = pgno
 		offset, err := dec.readUvarint("page index")
 		if err != nil {
 			return err
@@ -309,11 +327,13 @@ func (dec *Decoder) readIndex() error {
 		if err != nil {
 			return err
 		}
-		want := dec.index[i]
-		if pgno != uint64(want.pgno) || offset != uint64(want.offset) || size != uint64(want.size) {
-			return invalidf(ErrIndexMismatch, "entry %d is page %d at %d (%d bytes), frame is page %d at %d (%d bytes)",
-				i, pgno, offset, size, want.pgno, want.offset, want.size)
+		if offset > math.MaxInt64 || size > math.MaxInt64 {
+			return invalidf(ErrIndexMismatch, "entry %d: offset %d or size %d out of range", i, offset, size)
 		}
+		crc = crc64.Update(crc, crcTable, appendIndexRecord(dec.indexBuf[:0], uint32(pgno), int64(offset), int64(size)))
+	}
+	if crc != dec.indexCRC {
+		return invalidf(ErrIndexMismatch, "entries do not give the page numbers, offsets and sizes of the frames")
 	}
 	indexSize := dec.n - start
 	var b [8]byte

@@ -24,7 +24,7 @@ const (
 // Encoder writes one LTX file to an io.Writer. Call EncodeHeader, then
 // EncodePage for each page in ascending page order, then
 // SetPostApplyChecksum and Close. It holds one compressed page and the page
-// index in memory, never the whole file.
+// index (a few bytes per page) in memory, never the whole file.
 //
 // After any write error the encoder refuses further calls: the output is
 // incomplete and must be discarded.
@@ -139,9 +139,7 @@ func (enc *Encoder) EncodePage(hdr PageHeader, data []byte) error {
 	if err := enc.write(frame); err != nil {
 		return fmt.Errorf("write page %d: %w", hdr.Pgno, err)
 	}
-	enc.index = binary.AppendUvarint(enc.index, uint64(hdr.Pgno))
-	enc.index = binary.AppendUvarint(enc.index, uint64(offset))
-	enc.index = binary.AppendUvarint(enc.index, uint64(len(frame)))
+	enc.index = appendIndexRecord(enc.index, hdr.Pgno, offset, int64(len(frame)))
 	enc.prevPgno = hdr.Pgno
 	enc.pageN++
 	if enc.header.IsSnapshot() {
