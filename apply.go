@@ -67,6 +67,9 @@ func (d *DB) applyLocked(ctx context.Context, r io.Reader) (Pos, error) {
 	if d.state == statePlain {
 		return Pos{}, errors.New("file is not a database")
 	}
+	if err := d.flushLocked(); err != nil {
+		return Pos{}, err
+	}
 	dir := d.store.layout.LTXDir(d.name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Pos{}, fmt.Errorf("create LTX directory: %w", err)

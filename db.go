@@ -54,9 +54,11 @@ type DB struct {
 
 	wal walState
 
-	// LTX files written but not yet synced, and the position they reach.
-	unsynced    []*os.File
-	unsyncedPos Pos
+	// Change sets captured but not yet in the LTX log, and the pending
+	// log that holds the durable ones among them.
+	queue       []queued
+	pending     *os.File
+	pendingSize int64
 	posFile     *os.File
 
 	// broken is set when a transaction could not be captured; writes are
@@ -160,6 +162,10 @@ func (d *DB) close() error {
 		errs = append(errs, d.posFile.Close())
 		d.posFile = nil
 	}
+	if d.pending != nil {
+		errs = append(errs, d.pending.Close())
+		d.pending = nil
+	}
 	return errors.Join(errs...)
 }
 
@@ -235,7 +241,7 @@ func (d *DB) DBSynced() error {
 			return err
 		}
 	}
-	return d.syncLocked()
+	return d.persistLocked()
 }
 
 // JournalWritten records a write to the rollback journal. A header written
@@ -377,36 +383,24 @@ func allPages(pageSize, commit uint32) []uint32 {
 	return pgnos
 }
 
-// Sync makes every change set written so far durable and tells the
-// listeners about it.
+// Sync writes every captured change set to the LTX log, durably, and
+// tells the listeners.
 func (d *DB) Sync() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.syncLocked()
+	return d.flushLocked()
 }
 
-func (d *DB) syncLocked() error {
-	if len(d.unsynced) == 0 {
-		return nil
-	}
-	var errs []error
-	for _, f := range d.unsynced {
-		if err := f.Sync(); err != nil {
-			errs = append(errs, fmt.Errorf("sync %s: %w", f.Name(), err))
-		}
-		errs = append(errs, f.Close())
-	}
-	d.unsynced = d.unsynced[:0]
-	if err := errors.Join(errs...); err != nil {
-		return d.fail(err)
-	}
-	pos := d.unsyncedPos
-	if err := d.writePosFile(pos); err != nil {
-		return d.fail(err)
-	}
-	d.store.notify(d.name, pos)
-	return nil
+// Persist makes every captured change set durable (in the pending log if
+// it is not in the LTX log yet).
+func (d *DB) Persist() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.persistLocked()
 }
+
+// syncLocked writes the queued change sets to the LTX log.
+func (d *DB) syncLocked() error { return d.flushLocked() }
 
 // removeIfExists removes path, ignoring a missing file.
 func removeIfExists(path string) error {

@@ -83,3 +83,13 @@ func (l Layout) BucketPosPath(name string) string {
 func (l Layout) ChecksumIndexPath(name string) string {
 	return filepath.Join(l.MetaDir(name), "checksums")
 }
+
+// PendingPath is the log of database name's change sets that are durable
+// but not yet written as LTX files: each record is an 8-byte big-endian
+// length and one complete LTX file. Ferry appends to it when an
+// application syncs, writes the LTX log in groups in the background, and
+// empties it after each group. Recovery turns its records back into LTX
+// files.
+func (l Layout) PendingPath(name string) string {
+	return filepath.Join(l.MetaDir(name), "pending")
+}

@@ -2,6 +2,8 @@ package ferry
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -142,10 +144,69 @@ func (d *DB) loadLog() error {
 		}
 		d.pos.PostApplyChecksum, d.lastHdr = trailer.PostApplyChecksum, hdr
 	}
+	if err := d.replayPending(); err != nil {
+		return err
+	}
 	if d.pos != recorded {
 		if err := d.writePosFile(d.pos); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// replayPending writes the change sets of the pending log that the LTX log
+// does not have yet as LTX files, byte for byte as they were captured, and
+// empties the pending log. A record cut off by a crash ends the replay: it
+// was never acknowledged to the application.
+func (d *DB) replayPending() error {
+	path := d.store.layout.PendingPath(d.name)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("read pending log: %w", err)
+	}
+	for len(b) >= 8 {
+		n := binary.BigEndian.Uint64(b[:8])
+		if n > uint64(len(b)-8) {
+			break
+		}
+		rec := b[8 : 8+n]
+		b = b[8+n:]
+		dec := ltx.NewDecoder(bytes.NewReader(rec))
+		if err := dec.Verify(); err != nil {
+			d.logger.Warn("damaged record in pending log", "err", err)
+			break
+		}
+		hdr := dec.Header()
+		if hdr.MaxTXID <= d.pos.TXID {
+			continue // already in the LTX log
+		}
+		if hdr.MinTXID != d.pos.TXID+1 || (d.pos.TXID != 0 && hdr.PreApplyChecksum != d.pos.PostApplyChecksum) {
+			d.logger.Warn("pending log does not continue the LTX log", "pos", d.pos, "min", hdr.MinTXID)
+			break
+		}
+		f, err := d.createLTX(hdr.MinTXID, hdr.MaxTXID)
+		if err != nil {
+			return err
+		}
+		_, err = f.Write(rec)
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("write LTX file from pending log: %w", err)
+		}
+		d.pos = Pos{TXID: hdr.MaxTXID, PostApplyChecksum: dec.Trailer().PostApplyChecksum}
+		d.lastHdr = hdr
+		d.logger.Info("recovered change set from pending log", "txid", hdr.MaxTXID)
+	}
+	if err := os.Truncate(path, 0); err != nil {
+		return fmt.Errorf("empty pending log: %w", err)
 	}
 	return nil
 }

@@ -227,7 +227,7 @@ func (d *DB) WALRemoved() {
 // commits to be durable (synchronous=FULL, or a checkpoint), so the change
 // sets are synced too before the fsync returns.
 func (d *DB) WALSynced() error {
-	return d.Sync()
+	return d.Persist()
 }
 
 // readLogicalPages reads pages as the application sees them: the newest
