@@ -6,8 +6,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"sort"
 	"os"
+	"sort"
 	"time"
 
 	"github.com/ferrydb/ferry/ltx"

@@ -1,8 +1,8 @@
 package fuse_test
 
 import (
-	"database/sql"
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"strings"
