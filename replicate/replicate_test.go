@@ -3,9 +3,11 @@ package replicate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -615,5 +617,39 @@ func TestBadBucketContent(t *testing.T) {
 		if err := r2.Sync(ctx, d.name); err == nil {
 			t.Fatalf("upload with head %.20q succeeded", body)
 		}
+	}
+}
+
+// readOnlyGuard refuses every write, as on a node that does not hold the
+// lease.
+type readOnlyGuard struct{ calls atomic.Int64 }
+
+func (g *readOnlyGuard) CheckWrite(ctx context.Context, name string) (uint64, error) {
+	g.calls.Add(1)
+	return 0, fmt.Errorf("%w: held by another node", ferry.ErrReadOnly)
+}
+
+func TestReadOnlyNodeDoesNotUpload(t *testing.T) {
+	ctx := context.Background()
+	g := &readOnlyGuard{}
+	opts := testOptions()
+	opts.Guard = g
+	r, layout, _ := newFileReplicator(t, opts)
+	d := newTestDB(t, layout, "ro.db")
+	d.insert(1, 10)
+	if err := r.Sync(ctx, d.name); err != nil {
+		t.Fatalf("sync on a read-only node: %v", err)
+	}
+	st := r.Stats()
+	if st.Puts != 0 || st.LastError != "" || st.Databases[0].Backlog != 2 {
+		t.Fatalf("read-only node: %+v", st)
+	}
+	// The background loop does not keep asking while nothing is committed.
+	calls := g.calls.Load()
+	for i := 0; i < 5; i++ {
+		r.tick(ctx)
+	}
+	if g.calls.Load() != calls {
+		t.Fatalf("guard asked %d more times with no new commits", g.calls.Load()-calls)
 	}
 }

@@ -58,6 +58,9 @@ type database struct {
 	// epoch; only then does it compact and delete in the bucket.
 	wrote bool
 	epoch uint64
+	// readOnly is set when the guard last refused this node the database;
+	// its backlog is then left to the writer until the next commit.
+	readOnly bool
 
 	statMu       sync.Mutex
 	bucketPos    ferry.Pos
@@ -176,7 +179,10 @@ func (r *Replicator) tick(ctx context.Context) {
 		db.statMu.Lock()
 		backlog := db.backlog
 		db.statMu.Unlock()
-		work := db.dirty.Load() || backlog > 0
+		db.mu.Lock()
+		readOnly := db.readOnly
+		db.mu.Unlock()
+		work := db.dirty.Load() || (backlog > 0 && !readOnly)
 		if !work {
 			db.mu.Lock()
 			work = r.maintenanceDue(db)

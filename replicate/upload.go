@@ -84,6 +84,10 @@ func (r *Replicator) upload(ctx context.Context, db *database) error {
 			}
 		}
 		if len(pending) == 0 {
+			if r.headContradictsLocal(db, local) {
+				h := db.files.head
+				return r.stale(db, fmt.Errorf("upload %s: %w: the bucket's TXID %s (epoch %d) has checksum %s, this node's differs", db.name, ErrConflict, h.TXID, h.Epoch, h.Checksum))
+			}
 			if !r.headHidesLocal(db, local) {
 				return nil
 			}
@@ -96,6 +100,9 @@ func (r *Replicator) upload(ctx context.Context, db *database) error {
 			pending = pending[:r.opts.MaxBatchFiles]
 		}
 		err = r.uploadBatch(ctx, db, pending)
+		if errors.Is(err, errReadOnly) {
+			return nil
+		}
 		if errors.Is(err, errHeadReloaded) && reloads < 3 {
 			reloads++
 			if err := r.load(ctx, db); err != nil {
@@ -121,6 +128,20 @@ func (r *Replicator) headHidesLocal(db *database, local []localFile) bool {
 	last := local[len(local)-1].max
 	return last >= h.LastMin && !(last == h.TXID && r.ownHead(db.name, h))
 }
+
+// headContradictsLocal reports whether the bucket's head, which this node
+// did not write, ends at the same TXID as the local log but with another
+// checksum: another writer won the race for that TXID.
+func (r *Replicator) headContradictsLocal(db *database, local []localFile) bool {
+	h := db.files.head
+	if db.wrote || db.needObject || len(local) == 0 || h.TXID == 0 {
+		return false
+	}
+	return local[len(local)-1].max == h.TXID && !r.ownHead(db.name, h)
+}
+
+// errReadOnly ends an upload round quietly on a node that may not write.
+var errReadOnly = errors.New("read-only")
 
 // errHeadReloaded makes upload start over from a freshly read head.
 var errHeadReloaded = errors.New("bucket head reloaded")
@@ -159,6 +180,9 @@ func (r *Replicator) load(ctx context.Context, db *database) error {
 		return err
 	}
 	db.files = files
+	// The head just read may be another node's; this node is the known
+	// writer again only once it advances the head itself.
+	db.wrote = false
 	now := r.opts.Now()
 	for l := range db.lastRun {
 		db.lastRun[l] = now
@@ -187,9 +211,18 @@ func pendingFiles(local []localFile, after ltx.TXID) []localFile {
 // uploadBatch uploads one batch of contiguous local files as one L0 file.
 func (r *Replicator) uploadBatch(ctx context.Context, db *database, batch []localFile) error {
 	epoch, err := r.checkWrite(ctx, db.name)
+	if errors.Is(err, ferry.ErrReadOnly) {
+		// Another node writes this database and uploads it; this node's
+		// files came from it. Reread the bucket next time.
+		r.opts.Logger.Debug("not uploading: database is read-only here", "db", db.name)
+		db.readOnly = true
+		db.files = nil
+		return errReadOnly
+	}
 	if err != nil {
 		return err
 	}
+	db.readOnly = false
 	h := db.files.head
 	if db.files.hasHead && h.Epoch > epoch {
 		return r.stale(db, fmt.Errorf("upload %s: %w: bucket head has epoch %d, this node holds %d", db.name, ferry.ErrStaleEpoch, h.Epoch, epoch))
