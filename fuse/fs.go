@@ -108,9 +108,12 @@ func Mount(store *ferry.Store, opts Options) (*FS, error) {
 	mopts := &fs.Options{
 		MountOptions: fuse.MountOptions{
 			AllowOther: opts.AllowOther,
-			Debug:      opts.Debug,
-			FsName:     "ferry",
-			Name:       "ferry",
+			// With allow_other every user reaches the files, and Ferry runs
+			// as root: let the kernel enforce their owners and modes.
+			Options: []string{"default_permissions"},
+			Debug:   opts.Debug,
+			FsName:  "ferry",
+			Name:    "ferry",
 			// Mount with mount(2) when running as root, so that no
 			// fusermount binary is needed; go-fuse falls back to
 			// fusermount otherwise.
