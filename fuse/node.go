@@ -292,3 +292,25 @@ func truncated(role ferry.FileRole, db *ferry.DB, size int64) syscall.Errno {
 	}
 	return 0
 }
+
+// Getxattr is not supported. Answering ENOSYS once makes the kernel stop
+// asking: otherwise it looks up security.capability before every write,
+// one extra round trip per write.
+func (n *node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	return 0, syscall.ENOSYS
+}
+
+// Listxattr is not supported (see Getxattr).
+func (n *node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	return 0, syscall.ENOSYS
+}
+
+// Setxattr is not supported (see Getxattr).
+func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	return syscall.ENOSYS
+}
+
+// Removexattr is not supported (see Getxattr).
+func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	return syscall.ENOSYS
+}
