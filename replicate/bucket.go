@@ -50,14 +50,17 @@ func (f *dbFiles) maxTXID() ltx.TXID {
 	return max
 }
 
-// find returns the file at level covering exactly min..max.
-func (f *dbFiles) find(level int, min, max ltx.TXID) (fileInfo, bool) {
-	for _, fi := range f.levels[level] {
-		if fi.MinTXID == min && fi.MaxTXID == max {
-			return fi, true
+// holds reports whether a file at any level ends at txid: the upload that
+// announced txid arrived, whether or not it has been compacted since.
+func (f *dbFiles) holds(txid ltx.TXID) bool {
+	for _, lv := range f.levels {
+		for _, fi := range lv {
+			if fi.MaxTXID == txid {
+				return true
+			}
 		}
 	}
-	return fileInfo{}, false
+	return false
 }
 
 // add records a file, keeping its level sorted.

@@ -653,3 +653,33 @@ func TestReadOnlyNodeDoesNotUpload(t *testing.T) {
 		t.Fatalf("guard asked %d more times with no new commits", g.calls.Load()-calls)
 	}
 }
+
+// TestRestartAfterCompaction: the head's L0 file compacted away must not
+// be taken for a lost upload after a restart.
+func TestRestartAfterCompaction(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	opts := testOptions()
+	opts.Now = clock.Now
+	opts.Levels = []Level{{Level: 1, Interval: 10 * time.Second}}
+	r, layout, _ := newFileReplicator(t, opts)
+	d := newTestDB(t, layout, "rc.db")
+	for i := 0; i < 5; i++ {
+		d.insert(2, 10)
+		r.Committed(d.name, d.pos)
+		r.tick(ctx)
+		clock.Add(4 * time.Second)
+	}
+	r.tick(ctx)
+	if n := len(r.get(d.name).files.levels[0]); n != 0 {
+		t.Fatalf("%d L0 files left after compaction", n)
+	}
+	puts := r.Stats().Puts
+	r2 := New(r.bucket.backend.(countingBackend).Backend, layout, opts)
+	if err := r2.Sync(ctx, d.name); err != nil {
+		t.Fatal(err)
+	}
+	if st := r2.Stats(); st.Puts != 0 {
+		t.Fatalf("restart re-uploaded %d objects (first run made %d)", st.Puts, puts)
+	}
+}

@@ -191,8 +191,7 @@ func (r *Replicator) load(ctx context.Context, db *database) error {
 		db.lastRun[SnapshotLevel] = time.UnixMilli(snaps[len(snaps)-1].CreatedAt)
 	}
 	if files.hasHead && files.head.TXID > 0 {
-		_, ok := files.find(0, files.head.LastMin, files.head.TXID)
-		db.needObject = !ok
+		db.needObject = !files.holds(files.head.TXID)
 		r.setBucketPos(db, ferry.Pos{TXID: files.head.TXID, PostApplyChecksum: files.head.Checksum})
 	}
 	return nil
@@ -364,7 +363,7 @@ func (r *Replicator) putLTX(ctx context.Context, key string, data []byte, hdr lt
 // node has not stored yet, from the local log.
 func (r *Replicator) putAnnounced(ctx context.Context, db *database, local []localFile) error {
 	h := db.files.head
-	if _, ok := db.files.find(0, h.LastMin, h.TXID); ok {
+	if db.files.holds(h.TXID) {
 		db.needObject = false
 		return nil
 	}
@@ -416,12 +415,9 @@ func (r *Replicator) settleTakeover(ctx context.Context, db *database) error {
 	if h.TXID == 0 {
 		return nil
 	}
-	if _, ok := db.files.find(0, h.LastMin, h.TXID); ok {
+	if db.files.holds(h.TXID) {
 		db.pendingSince = time.Time{}
 		return nil
-	}
-	if db.files.maxTXID() >= h.TXID {
-		return nil // compacted already
 	}
 	now := r.opts.Now()
 	if db.pendingSince.IsZero() {
