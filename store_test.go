@@ -383,4 +383,3 @@ func TestRetention(t *testing.T) {
 		s.Close()
 	}
 }
-
