@@ -77,10 +77,18 @@ func (bk *Bucket) plan(ctx context.Context, files *dbFiles, from ltx.TXID, targe
 			}
 		}
 	}
+	// Levels 8 to 0, then, for a caller that already has a database,
+	// snapshots: a snapshot holds every page, so it also brings a database
+	// at any TXID forward, but it is the costliest file to fetch, so it is
+	// taken only when it reaches further than the rest.
+	levels := []int{8, 7, 6, 5, 4, 3, 2, 1, 0}
+	if from > 0 {
+		levels = append(levels, SnapshotLevel)
+	}
 	for {
 		var best fileInfo
 		found := false
-		for l := SnapshotLevel - 1; l >= 0; l-- {
+		for _, l := range levels {
 			for _, fi := range files.levels[l] {
 				if fi.MinTXID > cur+1 {
 					break

@@ -199,6 +199,8 @@ func TestCompactionSnapshotRetention(t *testing.T) {
 			t.Fatalf("L0 file %s kept after compaction into L1", fi.Key)
 		}
 	}
+	behind := newFileApplier(t)
+	behind.seed(t, d, 5)
 	step(150) // 10 min more: snapshots and their retention
 	if n := len(db.files.levels[SnapshotLevel]); n == 0 || n > 3 {
 		t.Fatalf("%d snapshots after 13 minutes with a 5-minute interval and 10-minute retention", n)
@@ -232,6 +234,13 @@ func TestCompactionSnapshotRetention(t *testing.T) {
 		t.Fatalf("restore after compaction: %v %v (want %v)", pos, err, d.pos)
 	}
 	mustEqualFile(t, out, d.prev)
+
+	// A node left at TXID 5, whose history the bucket has since dropped
+	// behind snapshots, catches up from a snapshot.
+	if pos, err := r.CatchUp(ctx, d.name, behind); err != nil || pos != d.pos {
+		t.Fatalf("catch up from behind the oldest snapshot: %v %v; want %v", pos, err, d.pos)
+	}
+	mustEqualFile(t, behind.path(d.name), d.prev)
 
 	// Restore to the newest snapshot's TXID.
 	snapTX := snaps[len(snaps)-1].MaxTXID
