@@ -30,12 +30,22 @@ func (s *Store) ApplyLTX(ctx context.Context, name string, r io.Reader) (Pos, er
 	}
 	d.mu.Lock()
 	pos, err := d.applyLocked(ctx, r)
+	walMode, pageN := d.walMode, d.pageN
 	d.mu.Unlock()
 	if err != nil {
 		return Pos{}, fmt.Errorf("apply LTX to %q: %w", name, err)
 	}
 	s.invalidate(name)
-	s.invalidate(name + "-shm")
+	if walMode {
+		// Connections map the WAL index and write their read marks into
+		// it: have the kernel write those back first, so that they do not
+		// overwrite the new header, then drop its copy.
+		s.invalidate(name + "-shm")
+		if err := d.resetSHM(pageN); err != nil {
+			return Pos{}, fmt.Errorf("apply LTX to %q: %w", name, err)
+		}
+		s.invalidate(name + "-shm")
+	}
 	s.notify(name, pos)
 	return pos, nil
 }
@@ -192,11 +202,6 @@ func (d *DB) applyLocked(ctx context.Context, r io.Reader) (Pos, error) {
 	if err := d.writePosFile(d.pos); err != nil {
 		return Pos{}, d.fail(err)
 	}
-	if walMode {
-		if err := d.resetSHM(); err != nil {
-			return Pos{}, d.fail(err)
-		}
-	}
 	return d.pos, nil
 }
 
@@ -260,7 +265,7 @@ const (
 // resetSHM rewrites the WAL-index header so that every connection sees that
 // the database changed: a new change count, an empty WAL, the new size, and
 // new salts so that the next writer starts a fresh WAL.
-func (d *DB) resetSHM() error {
+func (d *DB) resetSHM(pageN uint32) error {
 	path := d.store.layout.DBPath(d.name) + "-shm"
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if os.IsNotExist(err) {
@@ -278,7 +283,7 @@ func (d *DB) resetSHM() error {
 	le.PutUint32(h[shmIChange:], le.Uint32(h[shmIChange:])+1)
 	h[shmIsInit] = 1
 	le.PutUint32(h[shmMxFrame:], 0)
-	le.PutUint32(h[shmNPage:], d.pageN)
+	le.PutUint32(h[shmNPage:], pageN)
 	le.PutUint32(h[shmSalt1:], le.Uint32(h[shmSalt1:])+1)
 	c := walChecksum(false, [2]uint32{}, h[:shmHeaderCksumN]) // native order: little-endian hosts
 	le.PutUint32(h[shmCksum:], c[0])
