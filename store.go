@@ -58,8 +58,9 @@ type Store struct {
 	leaseView   LeaseView
 	invalidator Invalidator
 
-	mu     sync.Mutex
-	dbs    map[string]*DB
+	mu        sync.Mutex
+	restoreMu sync.Mutex
+	dbs       map[string]*DB
 	opened bool
 
 	syncKick chan struct{}

@@ -2,6 +2,7 @@ package fuse
 
 import (
 	"context"
+	"errors"
 	"os"
 	"syscall"
 
@@ -56,6 +57,19 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 		}
 	}
 	ch, errno := n.LoopbackNode.Lookup(ctx, name, out)
+	if errno == syscall.ENOENT && role == ferry.RolePlain && n.fsys.store.Restorer() != nil {
+		// A database that is not on this node yet: fetch it.
+		if err := n.fsys.store.RestoreMissing(ctx, rel); err != nil {
+			if !errors.Is(err, ferry.ErrDatabaseNotFound) {
+				n.fsys.logger.Error("restore on demand", "name", rel, "err", err)
+				return nil, syscall.EIO
+			}
+			// Not in the bucket either. The kernel does not cache this
+			// answer, so a database that appears later is found.
+			return nil, syscall.ENOENT
+		}
+		ch, errno = n.LoopbackNode.Lookup(ctx, name, out)
+	}
 	if errno == 0 {
 		entryTimeout(out, role)
 	}
