@@ -61,7 +61,7 @@ type Store struct {
 	mu        sync.Mutex
 	restoreMu sync.Mutex
 	dbs       map[string]*DB
-	opened bool
+	opened    bool
 
 	syncKick chan struct{}
 	cancel   context.CancelFunc
