@@ -2,7 +2,6 @@ package replicate
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -115,23 +114,27 @@ func (r *Replicator) compact(ctx context.Context, db *database, src, dst int) er
 	}
 	bufs := make([]io.Reader, len(inputs))
 	for i, fi := range inputs {
-		data, err := r.bucket.download(ctx, fi)
+		sp, err := r.bucket.downloadSpool(ctx, fi)
 		if err != nil {
 			return fmt.Errorf("compact %s L%d: %w", db.name, dst, err)
 		}
-		bufs[i] = bytes.NewReader(data)
+		defer sp.Close()
+		if bufs[i], err = sp.Reader(); err != nil {
+			return err
+		}
 	}
-	var out bytes.Buffer
-	c := ltx.NewCompactor(&out, bufs...)
+	out := &spool{}
+	defer out.Close()
+	c := ltx.NewCompactor(out, bufs...)
 	if err := c.Compact(ctx); err != nil {
 		return fmt.Errorf("compact %s L%d from %s..: %w", db.name, dst, inputs[0].Key, err)
 	}
 	hdr := c.Header()
 	key := r.bucket.keys.ltx(db.name, dst, hdr.MinTXID, hdr.MaxTXID)
-	if err := r.putLTX(ctx, key, out.Bytes(), hdr); err != nil {
+	if err := r.putLTX(ctx, key, out, hdr); err != nil {
 		return fmt.Errorf("compact %s L%d: %w", db.name, dst, err)
 	}
-	db.files.add(fileInfo{Level: dst, MinTXID: hdr.MinTXID, MaxTXID: hdr.MaxTXID, Size: int64(out.Len()), CreatedAt: r.opts.Now().UnixMilli(), Key: key})
+	db.files.add(fileInfo{Level: dst, MinTXID: hdr.MinTXID, MaxTXID: hdr.MaxTXID, Size: out.Size(), CreatedAt: r.opts.Now().UnixMilli(), Key: key})
 	r.opts.Logger.Debug("compacted", "db", db.name, "level", dst, "min", hdr.MinTXID, "max", hdr.MaxTXID, "inputs", len(inputs))
 	return nil
 }

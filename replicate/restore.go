@@ -235,6 +235,22 @@ func (bk *Bucket) download(ctx context.Context, fi fileInfo) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// downloadSpool reads a whole object into a spool, so that a large one
+// goes to a temporary file rather than memory.
+func (bk *Bucket) downloadSpool(ctx context.Context, fi fileInfo) (*spool, error) {
+	rc, _, err := bk.backend.Get(ctx, fi.Key)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	sp := &spool{}
+	if _, err := io.Copy(sp, rc); err != nil {
+		sp.Close()
+		return nil, fmt.Errorf("download %s: %w", fi.Key, err)
+	}
+	return sp, nil
+}
+
 // dbState tracks a database being rebuilt: its page checksums, so every
 // step can be verified without rereading the file.
 type dbState struct {

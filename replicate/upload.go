@@ -263,6 +263,7 @@ func (r *Replicator) uploadBatch(ctx context.Context, db *database, batch []loca
 	if err != nil {
 		return fmt.Errorf("upload %s: %w", db.name, err)
 	}
+	defer data.Close()
 	if h.TXID > 0 && !hdr.NoChecksum() && hdr.PreApplyChecksum != h.Checksum {
 		return r.stale(db, fmt.Errorf("upload %s: %w: local TXID %s follows checksum %s, the bucket has %s", db.name, ErrConflict, hdr.MinTXID, hdr.PreApplyChecksum, h.Checksum))
 	}
@@ -277,7 +278,7 @@ func (r *Replicator) uploadBatch(ctx context.Context, db *database, batch []loca
 		return fmt.Errorf("upload %s: %w", db.name, err)
 	}
 	db.needObject = false
-	db.files.add(fileInfo{Level: 0, MinTXID: first.min, MaxTXID: last.max, Size: int64(len(data)), CreatedAt: r.opts.Now().UnixMilli(), Key: key})
+	db.files.add(fileInfo{Level: 0, MinTXID: first.min, MaxTXID: last.max, Size: data.Size(), CreatedAt: r.opts.Now().UnixMilli(), Key: key})
 	r.counters.txns.Add(int64(last.max - first.min + 1))
 	pos := ferry.Pos{TXID: last.max, PostApplyChecksum: trailer.PostApplyChecksum}
 	r.setBucketPos(db, pos)
@@ -333,14 +334,18 @@ func (r *Replicator) stale(db *database, err error) error {
 
 // putLTX writes an LTX object that must not exist yet. If it does exist
 // with the same content (a retry after a lost reply) that is success.
-func (r *Replicator) putLTX(ctx context.Context, key string, data []byte, hdr ltx.Header) error {
+func (r *Replicator) putLTX(ctx context.Context, key string, data *spool, hdr ltx.Header) error {
 	opts := PutOptions{
 		IfNoneMatch: true,
 		// Litestream reads this to restore to a timestamp without
 		// downloading each file.
 		Metadata: map[string]string{"litestream-timestamp": time.UnixMilli(hdr.Timestamp).UTC().Format(time.RFC3339Nano)},
 	}
-	_, err := r.bucket.backend.Put(ctx, key, bytes.NewReader(data), int64(len(data)), opts)
+	body, err := data.Reader()
+	if err != nil {
+		return err
+	}
+	_, err = r.bucket.backend.Put(ctx, key, body, data.Size(), opts)
 	if !errors.Is(err, ErrPreconditionFailed) {
 		return err
 	}
@@ -349,11 +354,11 @@ func (r *Replicator) putLTX(ctx context.Context, key string, data []byte, hdr lt
 		return fmt.Errorf("%w (and rereading it failed: %v)", err, gerr)
 	}
 	defer rc.Close()
-	existing, gerr := io.ReadAll(rc)
+	same, gerr := data.sameContent(rc)
 	if gerr != nil {
 		return fmt.Errorf("%w (and rereading it failed: %v)", err, gerr)
 	}
-	if !bytes.Equal(existing, data) {
+	if !same {
 		return fmt.Errorf("%w: %s exists with different content", ErrConflict, key)
 	}
 	return nil
@@ -391,6 +396,7 @@ func (r *Replicator) putAnnounced(ctx context.Context, db *database, local []loc
 	if err != nil {
 		return fmt.Errorf("upload %s: %w", db.name, err)
 	}
+	defer data.Close()
 	if trailer.PostApplyChecksum != h.Checksum {
 		return r.stale(db, fmt.Errorf("upload %s: %w: local TXID %s has checksum %s, the head announced %s", db.name, ErrConflict, h.TXID, trailer.PostApplyChecksum, h.Checksum))
 	}
@@ -399,7 +405,7 @@ func (r *Replicator) putAnnounced(ctx context.Context, db *database, local []loc
 		return fmt.Errorf("upload %s: %w", db.name, err)
 	}
 	db.needObject = false
-	db.files.add(fileInfo{Level: 0, MinTXID: h.LastMin, MaxTXID: h.TXID, Size: int64(len(data)), CreatedAt: r.opts.Now().UnixMilli(), Key: key})
+	db.files.add(fileInfo{Level: 0, MinTXID: h.LastMin, MaxTXID: h.TXID, Size: data.Size(), CreatedAt: r.opts.Now().UnixMilli(), Key: key})
 	r.counters.txns.Add(int64(h.TXID - h.LastMin + 1))
 	pos := ferry.Pos{TXID: h.TXID, PostApplyChecksum: h.Checksum}
 	r.setBucketPos(db, pos)
@@ -468,44 +474,41 @@ func (r *Replicator) checkWrite(ctx context.Context, name string) (uint64, error
 	return epoch, nil
 }
 
-// compactLocal merges contiguous local LTX files into one file in memory.
-func compactLocal(ctx context.Context, batch []localFile) ([]byte, ltx.Header, ltx.Trailer, error) {
-	readers := make([]io.Reader, 0, len(batch))
-	var size int64
-	for _, f := range batch {
-		fh, err := os.Open(f.path)
-		if err != nil {
-			for _, r := range readers {
-				r.(*os.File).Close()
-			}
-			return nil, ltx.Header{}, ltx.Trailer{}, fmt.Errorf("open local LTX file: %w", err)
-		}
-		readers = append(readers, fh)
-		size += f.size
-	}
+// compactLocal merges contiguous local LTX files into one file, verifying
+// each. The caller closes the spool.
+func compactLocal(ctx context.Context, batch []localFile) (*spool, ltx.Header, ltx.Trailer, error) {
+	fail := func(err error) (*spool, ltx.Header, ltx.Trailer, error) { return nil, ltx.Header{}, ltx.Trailer{}, err }
+	files := make([]*os.File, 0, len(batch))
 	defer func() {
-		for _, r := range readers {
-			r.(*os.File).Close()
+		for _, f := range files {
+			f.Close()
 		}
 	}()
-	if len(batch) == 1 {
-		data, err := io.ReadAll(readers[0])
+	readers := make([]io.Reader, 0, len(batch))
+	for _, lf := range batch {
+		f, err := os.Open(lf.path)
 		if err != nil {
-			return nil, ltx.Header{}, ltx.Trailer{}, fmt.Errorf("read %s: %w", batch[0].path, err)
+			return fail(fmt.Errorf("open local LTX file: %w", err))
 		}
-		dec := ltx.NewDecoder(bytes.NewReader(data))
+		files = append(files, f)
+		readers = append(readers, f)
+	}
+	out := &spool{}
+	if len(batch) == 1 {
+		// Copy as is, verifying on the way.
+		dec := ltx.NewDecoder(io.TeeReader(readers[0], out))
 		if err := dec.Verify(); err != nil {
-			return nil, ltx.Header{}, ltx.Trailer{}, fmt.Errorf("local file %s: %w", batch[0].path, err)
+			out.Close()
+			return fail(fmt.Errorf("local file %s: %w", batch[0].path, err))
 		}
-		return data, dec.Header(), dec.Trailer(), nil
+		return out, dec.Header(), dec.Trailer(), nil
 	}
-	var buf bytes.Buffer
-	buf.Grow(int(size))
-	c := ltx.NewCompactor(&buf, readers...)
+	c := ltx.NewCompactor(out, readers...)
 	if err := c.Compact(ctx); err != nil {
-		return nil, ltx.Header{}, ltx.Trailer{}, fmt.Errorf("merge local files %s-%s: %w", batch[0].min, batch[len(batch)-1].max, err)
+		out.Close()
+		return fail(fmt.Errorf("merge local files %s-%s: %w", batch[0].min, batch[len(batch)-1].max, err))
 	}
-	return buf.Bytes(), c.Header(), c.Trailer(), nil
+	return out, c.Header(), c.Trailer(), nil
 }
 
 // setBacklog records how much is waiting to be uploaded.
