@@ -212,7 +212,9 @@ func (d *DB) flushLocked() error {
 			hdr.WALSalt1, hdr.WALSalt2 = last.hdr.WALSalt1, last.hdr.WALSalt2
 		}
 	}
-	f, err := d.createLTX(hdr.MinTXID, hdr.MaxTXID)
+	// Write under a temporary name and rename when complete and synced, so
+	// that readers of the log never see a partial file.
+	f, err := d.createLTX(hdr.MinTXID, hdr.MaxTXID, ".tmp")
 	if err != nil {
 		return d.fail(err)
 	}
@@ -226,6 +228,9 @@ func (d *DB) flushLocked() error {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), d.store.layout.LTXPath(d.name, hdr.MinTXID, hdr.MaxTXID))
 	}
 	if err != nil {
 		_ = os.Remove(f.Name())
@@ -246,10 +251,11 @@ func (d *DB) flushLocked() error {
 	return nil
 }
 
-// createLTX creates the log file for TXIDs min to max.
-func (d *DB) createLTX(min, max ltx.TXID) (*os.File, error) {
+// createLTX creates the log file for TXIDs min to max, with suffix added
+// to its name.
+func (d *DB) createLTX(min, max ltx.TXID, suffix string) (*os.File, error) {
 	dir := d.store.layout.LTXDir(d.name)
-	path := d.store.layout.LTXPath(d.name, min, max)
+	path := d.store.layout.LTXPath(d.name, min, max) + suffix
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if os.IsNotExist(err) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -35,7 +35,11 @@ func (s *Store) listLog(name string) ([]logFile, error) {
 	for _, e := range ents {
 		min, max, err := ParseLTXFilename(e.Name())
 		if err != nil {
-			continue // temporary and foreign files
+			if strings.HasSuffix(e.Name(), ".ltx.tmp") {
+				// Left by a crash while it was written; never complete.
+				_ = os.Remove(dirJoin(dir, e.Name()))
+			}
+			continue
 		}
 		info, err := e.Info()
 		if err != nil {
@@ -187,7 +191,7 @@ func (d *DB) replayPending() error {
 			d.logger.Warn("pending log does not continue the LTX log", "pos", d.pos, "min", hdr.MinTXID)
 			break
 		}
-		f, err := d.createLTX(hdr.MinTXID, hdr.MaxTXID)
+		f, err := d.createLTX(hdr.MinTXID, hdr.MaxTXID, ".tmp")
 		if err != nil {
 			return err
 		}
@@ -198,7 +202,11 @@ func (d *DB) replayPending() error {
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
+		if err == nil {
+			err = os.Rename(f.Name(), d.store.layout.LTXPath(d.name, hdr.MinTXID, hdr.MaxTXID))
+		}
 		if err != nil {
+			_ = os.Remove(f.Name())
 			return fmt.Errorf("write LTX file from pending log: %w", err)
 		}
 		d.pos = Pos{TXID: hdr.MaxTXID, PostApplyChecksum: dec.Trailer().PostApplyChecksum}

@@ -124,9 +124,16 @@ func (h *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 func (h *file) Flush(ctx context.Context) syscall.Errno { return h.lf.Flush(ctx) }
 
 // Release closes the backing file.
+// When an application closes a database, its change sets are written to
+// the LTX log right away rather than with the next group.
 func (h *file) Release(ctx context.Context) syscall.Errno {
 	if h.f != nil {
 		h.f.Close()
+	}
+	if h.role == ferry.RoleDB && !h.db.IsPlain() {
+		if err := h.db.Sync(); err != nil {
+			h.fsys.logger.Error("write change sets", "name", h.name, "err", err)
+		}
 	}
 	return h.lf.Release(ctx)
 }
