@@ -120,20 +120,22 @@ func (h *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	return 0
 }
 
-// Flush is called on every close of a descriptor.
-func (h *file) Flush(ctx context.Context) syscall.Errno { return h.lf.Flush(ctx) }
-
-// Release closes the backing file.
+// Flush is called on every close of a descriptor, before close returns.
 // When an application closes a database, its change sets are written to
 // the LTX log right away rather than with the next group.
-func (h *file) Release(ctx context.Context) syscall.Errno {
-	if h.f != nil {
-		h.f.Close()
-	}
+func (h *file) Flush(ctx context.Context) syscall.Errno {
 	if h.role == ferry.RoleDB && !h.db.IsPlain() {
 		if err := h.db.Sync(); err != nil {
 			h.fsys.logger.Error("write change sets", "name", h.name, "err", err)
 		}
+	}
+	return h.lf.Flush(ctx)
+}
+
+// Release closes the backing file.
+func (h *file) Release(ctx context.Context) syscall.Errno {
+	if h.f != nil {
+		h.f.Close()
 	}
 	return h.lf.Release(ctx)
 }
