@@ -66,5 +66,17 @@ func TestE2EUnprivilegedUser(t *testing.T) {
 	if out, err := sqlite("INSERT INTO t VALUES (4);\n"); err == nil {
 		t.Fatalf("insert into a read-only file as nobody succeeded:\n%s", out)
 	}
+
+	// Mode 0 is a mode like any other: SQLite's own suite uses it to make
+	// files unreadable.
+	if err := os.Chmod(filepath.Join(dir, "app.db"), 0); err != nil {
+		t.Fatalf("chmod in mount: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "app.db")); err != nil || fi.Mode().Perm() != 0 {
+		t.Fatalf("after chmod 000 the mount reports mode %v, %v", fi.Mode(), err)
+	}
+	if out, err := sqlite("SELECT count(*) FROM t;\n"); err == nil {
+		t.Fatalf("reading a mode-000 file as nobody succeeded:\n%s", out)
+	}
 	checkReplay(t, m, "users/nobody/app.db")
 }
