@@ -72,8 +72,10 @@ func TestE2EUnprivilegedUser(t *testing.T) {
 	if err := os.Chmod(filepath.Join(dir, "app.db"), 0); err != nil {
 		t.Fatalf("chmod in mount: %v", err)
 	}
-	if fi, err := os.Stat(filepath.Join(dir, "app.db")); err != nil || fi.Mode().Perm() != 0 {
-		t.Fatalf("after chmod 000 the mount reports mode %v, %v", fi.Mode(), err)
+	if fi, err := os.Stat(filepath.Join(dir, "app.db")); err != nil {
+		t.Fatal(err)
+	} else if fi.Mode().Perm() != 0 {
+		t.Fatalf("after chmod 000 the mount reports mode %v", fi.Mode())
 	}
 	if out, err := sqlite("SELECT count(*) FROM t;\n"); err == nil {
 		t.Fatalf("reading a mode-000 file as nobody succeeded:\n%s", out)
