@@ -92,6 +92,16 @@ func (d *testDB) exec(stmts ...string) ferry.Pos {
 	return d.capture()
 }
 
+// execRaw runs one statement outside a transaction, such as VACUUM, and
+// records it.
+func (d *testDB) execRaw(stmt string) ferry.Pos {
+	d.t.Helper()
+	if _, err := d.db.Exec(stmt); err != nil {
+		d.t.Fatal(err)
+	}
+	return d.capture()
+}
+
 // insert adds n rows of size bytes each in one transaction.
 func (d *testDB) insert(n, size int) ferry.Pos {
 	d.t.Helper()

@@ -251,16 +251,43 @@ func (bk *Bucket) downloadSpool(ctx context.Context, fi fileInfo) (*spool, error
 	return sp, nil
 }
 
-// dbState tracks a database being rebuilt: its page checksums, so every
-// step can be verified without rereading the file.
+// dbState tracks a database being rebuilt and its rolling checksum, so
+// every step can be verified without rereading the whole file.
+//
+// The checksum is kept lazily: a snapshot's comes from its decoder, which
+// computes it anyway, and a page's own checksum is computed only when a
+// later file replaces or drops that page. Restoring a snapshot therefore
+// checksums each page once, not twice.
 type dbState struct {
-	idx  *ltx.ChecksumIndex
-	txid ltx.TXID
-	// checksummed is false once a file without checksums (one Litestream
+	f        *os.File
+	started  bool
+	txid     ltx.TXID
+	pageSize uint32
+	lockPgno uint32
+	commit   uint32
+	sum      ltx.Checksum   // XOR of the page checksums; bit 63 is meaningless
+	known    []ltx.Checksum // known[pgno-1]; zero when not computed yet
+	// unchecked is set once a file without checksums (one Litestream
 	// wrote) has been applied; the final checksum is then computed only.
 	unchecked bool
-	pageSize  uint32
 	timestamp int64 // header timestamp of the last file applied
+	page      []byte
+}
+
+// checksum returns the database checksum.
+func (s *dbState) checksum() ltx.Checksum { return ltx.ChecksumFlag | s.sum }
+
+// pageSum returns the checksum of page pgno as the file holds it now.
+func (s *dbState) pageSum(pgno uint32) (ltx.Checksum, error) {
+	if c := s.known[pgno-1]; c != 0 {
+		return c, nil
+	}
+	if _, err := s.f.ReadAt(s.page, int64(pgno-1)*int64(s.pageSize)); err != nil {
+		return 0, fmt.Errorf("read page %d: %w", pgno, err)
+	}
+	c := ltx.ChecksumPage(pgno, s.page)
+	s.known[pgno-1] = c
+	return c, nil
 }
 
 // apply writes one LTX file onto f and verifies it: the file checksum,
@@ -275,29 +302,29 @@ func (s *dbState) apply(ctx context.Context, f *os.File, r io.Reader, fi fileInf
 	if hdr.MinTXID != fi.MinTXID || hdr.MaxTXID != fi.MaxTXID {
 		return fmt.Errorf("object %s: %w: header covers %s-%s", fi.Key, ltx.ErrInvalidFile, hdr.MinTXID, hdr.MaxTXID)
 	}
-	if s.idx == nil {
+	// The first file, a snapshot, is summed by its decoder if it carries
+	// checksums.
+	fromDecoder := false
+	if !s.started {
 		if !hdr.IsSnapshot() {
 			return fmt.Errorf("object %s: history must start with a snapshot", fi.Key)
 		}
-		idx, err := ltx.NewChecksumIndex(hdr.PageSize)
-		if err != nil {
-			return fmt.Errorf("object %s: %w", fi.Key, err)
-		}
-		s.idx, s.pageSize = idx, hdr.PageSize
+		s.f, s.started = f, true
+		s.pageSize, s.lockPgno = hdr.PageSize, ltx.LockPgno(hdr.PageSize)
+		s.page = make([]byte, hdr.PageSize)
+		fromDecoder = !hdr.NoChecksum()
 	} else if hdr.PageSize != s.pageSize {
 		return fmt.Errorf("object %s: %w: %d after %d", fi.Key, ltx.ErrPageSizeMismatch, hdr.PageSize, s.pageSize)
 	}
 	if hdr.NoChecksum() {
 		s.unchecked = true
 	}
-	if !hdr.IsSnapshot() && !hdr.NoChecksum() && !s.unchecked && hdr.MinTXID == s.txid+1 {
-		got, err := s.idx.Checksum()
-		if err != nil {
-			return fmt.Errorf("object %s: %w", fi.Key, err)
-		}
-		if got != hdr.PreApplyChecksum {
-			return fmt.Errorf("object %s: %w: database is %s before it, file expects %s", fi.Key, ltx.ErrPreApplyMismatch, got, hdr.PreApplyChecksum)
-		}
+	if !hdr.IsSnapshot() && !hdr.NoChecksum() && !s.unchecked && hdr.MinTXID == s.txid+1 && s.checksum() != hdr.PreApplyChecksum {
+		return fmt.Errorf("object %s: %w: database is %s before it, file expects %s", fi.Key, ltx.ErrPreApplyMismatch, s.checksum(), hdr.PreApplyChecksum)
+	}
+	oldCommit := s.commit
+	for uint32(len(s.known)) < hdr.Commit {
+		s.known = append(s.known, 0)
 	}
 
 	data := make([]byte, hdr.PageSize)
@@ -314,11 +341,22 @@ func (s *dbState) apply(ctx context.Context, f *os.File, r io.Reader, fi fileInf
 		} else if err != nil {
 			return fmt.Errorf("object %s: %w", fi.Key, err)
 		}
+		if !fromDecoder && ph.Pgno != s.lockPgno {
+			// Pages are unique within a file, so the old version of this
+			// one is still on disk, and pages past the old end have none.
+			if ph.Pgno <= oldCommit {
+				old, err := s.pageSum(ph.Pgno)
+				if err != nil {
+					return fmt.Errorf("apply %s: %w", fi.Key, err)
+				}
+				s.sum ^= old
+			}
+			c := ltx.ChecksumPage(ph.Pgno, data)
+			s.sum ^= c
+			s.known[ph.Pgno-1] = c
+		}
 		if err := w.write(ph.Pgno, data); err != nil {
 			return fmt.Errorf("apply %s: %w", fi.Key, err)
-		}
-		if err := s.idx.Set(ph.Pgno, data); err != nil {
-			return fmt.Errorf("object %s: %w", fi.Key, err)
 		}
 	}
 	if err := w.flush(); err != nil {
@@ -327,34 +365,57 @@ func (s *dbState) apply(ctx context.Context, f *os.File, r io.Reader, fi fileInf
 	if err := dec.Close(); err != nil {
 		return fmt.Errorf("object %s: %w", fi.Key, err)
 	}
+	trailer := dec.Trailer()
+
+	if fromDecoder {
+		// Close verified that the pages sum to the trailer's checksum.
+		s.sum = trailer.PostApplyChecksum
+	} else {
+		// Pages past the new end leave the checksum; read them before
+		// the truncation drops them.
+		for pgno := hdr.Commit + 1; pgno <= oldCommit; pgno++ {
+			if pgno == s.lockPgno {
+				continue
+			}
+			c, err := s.pageSum(pgno)
+			if err != nil {
+				return fmt.Errorf("apply %s: %w", fi.Key, err)
+			}
+			s.sum ^= c
+		}
+		// Pages the database grew by without the file writing them read
+		// back as zeros.
+		for pgno := oldCommit + 1; pgno <= hdr.Commit; pgno++ {
+			if pgno != s.lockPgno && s.known[pgno-1] == 0 {
+				clear(s.page)
+				c := ltx.ChecksumPage(pgno, s.page)
+				s.sum ^= c
+				s.known[pgno-1] = c
+			}
+		}
+	}
 	if err := f.Truncate(int64(hdr.Commit) * int64(hdr.PageSize)); err != nil {
 		return fmt.Errorf("apply %s: %w", fi.Key, err)
 	}
-	s.idx.Truncate(hdr.Commit)
+	if uint32(len(s.known)) > hdr.Commit {
+		clear(s.known[hdr.Commit:])
+		s.known = s.known[:hdr.Commit]
+	}
+	s.commit = hdr.Commit
 	s.txid = hdr.MaxTXID
 	s.timestamp = hdr.Timestamp
-	if !hdr.NoChecksum() && !s.unchecked {
-		got, err := s.idx.Checksum()
-		if err != nil {
-			return fmt.Errorf("object %s: %w", fi.Key, err)
-		}
-		if want := dec.Trailer().PostApplyChecksum; got != want {
-			return fmt.Errorf("object %s: %w: database is %s after it, file says %s", fi.Key, ltx.ErrPostApplyMismatch, got, want)
-		}
+	if !hdr.NoChecksum() && !s.unchecked && s.checksum() != trailer.PostApplyChecksum {
+		return fmt.Errorf("object %s: %w: database is %s after it, file says %s", fi.Key, ltx.ErrPostApplyMismatch, s.checksum(), trailer.PostApplyChecksum)
 	}
 	return nil
 }
 
 // pos returns the position reached.
 func (s *dbState) pos() (ferry.Pos, error) {
-	if s.idx == nil {
+	if !s.started {
 		return ferry.Pos{}, errNoHistory
 	}
-	c, err := s.idx.Checksum()
-	if err != nil {
-		return ferry.Pos{}, fmt.Errorf("database checksum: %w", err)
-	}
-	return ferry.Pos{TXID: s.txid, PostApplyChecksum: c}, nil
+	return ferry.Pos{TXID: s.txid, PostApplyChecksum: s.checksum()}, nil
 }
 
 // pageWriter coalesces runs of consecutive pages into one write, which
