@@ -60,6 +60,9 @@ func TestUploadAndRestore(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Dir(out)); len(ents) != 1 {
 		t.Fatalf("restore left %d entries beside the database in the tree", len(ents))
 	}
+	if b, err := os.ReadFile(layout.BucketPosPath(d.name)); err != nil || strings.TrimSpace(string(b)) != d.pos.String() {
+		t.Fatalf("bucket-pos after restore = %q, %v", b, err)
+	}
 
 	// Later transactions go into a second L0 file.
 	d.exec("UPDATE t SET v = 'x' WHERE id % 3 = 0")

@@ -131,7 +131,17 @@ func (r *Replicator) Restore(ctx context.Context, name, path string) (ferry.Pos,
 	if err := ferry.ValidateName(name); err != nil {
 		return ferry.Pos{}, err
 	}
-	return r.bucket.RestoreTo(ctx, name, path, RestoreOptions{TempDir: r.layout.MetaDir(name)})
+	pos, err := r.bucket.RestoreTo(ctx, name, path, RestoreOptions{TempDir: r.layout.MetaDir(name)})
+	if err != nil {
+		return pos, err
+	}
+	// The bucket holds everything up to pos, so the local log need keep
+	// nothing before it.
+	if err := r.writeBucketPos(name, pos); err != nil {
+		return pos, fmt.Errorf("restore %s: record bucket position: %w", name, err)
+	}
+	r.setBucketPos(r.get(name), pos)
+	return pos, nil
 }
 
 // get returns the state of database name, creating it.
