@@ -128,6 +128,9 @@ func Mount(store *ferry.Store, opts Options) (*FS, error) {
 		},
 		// Entry timeouts are set per entry (see entryTimeout): a rollback
 		// journal's entry must never be cached.
+		// Report mode 000 as 000: SQLite's suite, and applications, use it
+		// to make a file unreadable.
+		NullPermissions: true,
 		AttrTimeout:     &timeout,
 		NegativeTimeout: &timeout,
 	}
@@ -140,6 +143,7 @@ func Mount(store *ferry.Store, opts Options) (*FS, error) {
 	}
 	fsys.server = server
 	store.SetInvalidator(fsys)
+	store.SetDatabaseLocker(fsys)
 	logger.Info("mounted", "dir", opts.Dir, "data", store.Layout().Dir)
 	return fsys, nil
 }
@@ -151,6 +155,7 @@ func (f *FS) Dir() string { return f.opts.Dir }
 // the context's deadline.
 func (f *FS) Unmount(ctx context.Context) error {
 	f.store.SetInvalidator(nil)
+	f.store.SetDatabaseLocker(nil)
 	for {
 		err := f.server.Unmount()
 		if err == nil {
