@@ -143,7 +143,6 @@ func Mount(store *ferry.Store, opts Options) (*FS, error) {
 	}
 	fsys.server = server
 	store.SetInvalidator(fsys)
-	store.SetDatabaseLocker(fsys)
 	logger.Info("mounted", "dir", opts.Dir, "data", store.Layout().Dir)
 	return fsys, nil
 }
@@ -155,7 +154,6 @@ func (f *FS) Dir() string { return f.opts.Dir }
 // the context's deadline.
 func (f *FS) Unmount(ctx context.Context) error {
 	f.store.SetInvalidator(nil)
-	f.store.SetDatabaseLocker(nil)
 	for {
 		err := f.server.Unmount()
 		if err == nil {
