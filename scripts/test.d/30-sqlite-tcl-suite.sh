@@ -27,7 +27,9 @@ id "$user" >/dev/null 2>&1 ||
 
 work=$(mktemp -d /var/tmp/ferry-sqlite-suite.XXXXXX)
 chmod 755 "$work"
-mkdir -p "$work/mnt" "$work/data" "$work/plain" "$work/logs"
+mkdir -p "$work/mnt" "$work/data" "$work/plain"
+# The logs outlive the run when something fails.
+logs=$(mktemp -d /var/tmp/ferry-sqlite-suite-logs.XXXXXX)
 chown "$user" "$work/plain"
 
 mount_pid=
@@ -44,6 +46,11 @@ cleanup() {
 		umount -l "$work/mnt" || true
 	fi
 	rm -rf "$work"
+	if [ "${status:-1}" = 0 ]; then
+		rm -rf "$logs"
+	else
+		echo "sqlite suite: logs kept in $logs" >&2
+	fi
 }
 trap cleanup EXIT
 
@@ -55,20 +62,20 @@ fuse:
 data:
   dir: $work/data
 YAML
-"$work/ferry" mount -config "$work/ferry.yml" >"$work/logs/mount.log" 2>&1 &
+"$work/ferry" mount -config "$work/ferry.yml" >"$logs/mount.log" 2>&1 &
 mount_pid=$!
 for _ in $(seq 1 200); do
 	grep -q " $work/mnt " /proc/self/mountinfo && break
 	if ! kill -0 "$mount_pid" 2>/dev/null; then
 		echo "sqlite suite: ferry mount exited before mounting:" >&2
-		cat "$work/logs/mount.log" >&2
+		cat "$logs/mount.log" >&2
 		exit 1
 	fi
 	sleep 0.1
 done
 if ! grep -q " $work/mnt " /proc/self/mountinfo; then
 	echo "sqlite suite: ferry mount did not mount $work/mnt within 20s:" >&2
-	cat "$work/logs/mount.log" >&2
+	cat "$logs/mount.log" >&2
 	exit 1
 fi
 
@@ -86,7 +93,7 @@ fi
 # directory names, and with one more level its database would lie deeper
 # than Ferry's limit of 16 path components (ferry.MaxNameDepth).
 run_one() {
-	local place=$1 dir=$2 t=$3 log="$work/logs/$3.$1.log" start rc line
+	local place=$1 dir=$2 t=$3 log="$logs/$3.$1.log" start rc line
 	mkdir -p "$dir/$t"
 	chown "$user" "$dir/$t"
 	start=$(date +%s)
@@ -125,7 +132,7 @@ done
 
 if ! kill -0 "$mount_pid" 2>/dev/null; then
 	echo "sqlite suite: ferry mount died during the suite:" >&2
-	tail -n 50 "$work/logs/mount.log" >&2
+	tail -n 50 "$logs/mount.log" >&2
 	status=1
 fi
 
@@ -146,10 +153,12 @@ for t in $tests; do
 	printf '%-12s %22s %22s  %s\n' "$t" "$pe/$pn (${ps}s)" "$me/$mn (${ms}s)" "$verdict"
 	if [ "$verdict" != ok ]; then
 		case $verdict in FAIL*) status=1 ;; esac
-		new=$(comm -13 <(failures "$work/logs/$t.plain.log") <(failures "$work/logs/$t.mount.log") | tr '\n' ' ')
+		new=$(comm -13 <(failures "$logs/$t.plain.log") <(failures "$logs/$t.mount.log") | tr '\n' ' ')
 		[ -z "$new" ] || echo "    failing only in the mount: $new"
-		echo "    last lines in the mount:"
-		tail -n 15 "$work/logs/$t.mount.log" | sed 's/^/      /'
+		echo "    errors in the mount (last 20):"
+		grep -E '^(! |Error: )|^[^ ]*testfixture: ' "$logs/$t.mount.log" | tail -n 20 | sed 's/^/      /'
+		echo "    last tests in the mount:"
+		grep -E '\.\.\.' "$logs/$t.mount.log" | tail -n 3 | sed 's/^/      /'
 	fi
 done
 exit $status
