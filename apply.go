@@ -28,6 +28,16 @@ func (s *Store) ApplyLTX(ctx context.Context, name string, r io.Reader) (Pos, er
 	if err != nil {
 		return Pos{}, err
 	}
+	s.mu.Lock()
+	locker := s.locker
+	s.mu.Unlock()
+	if locker != nil {
+		unlock, err := locker.LockDatabase(ctx, name)
+		if err != nil {
+			return Pos{}, fmt.Errorf("apply LTX to %q: lock: %w", name, err)
+		}
+		defer unlock()
+	}
 	d.mu.Lock()
 	pos, err := d.applyLocked(ctx, r)
 	walMode, pageN := d.walMode, d.pageN

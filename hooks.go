@@ -55,3 +55,14 @@ type LeaseView interface {
 	// lease's epoch; ok is false when nobody holds it.
 	Holder(name string) (node string, epoch uint64, ok bool)
 }
+
+// DatabaseLocker takes SQLite's own locks on a database the way a writer
+// would, so that the store can change the file under open connections
+// without any of them seeing half of the change. The FUSE layer implements
+// it through the mount, where the kernel keeps those locks.
+type DatabaseLocker interface {
+	// LockDatabase waits until no connection is reading or writing
+	// database name and keeps new ones out until unlock is called. It gives
+	// up when ctx ends.
+	LockDatabase(ctx context.Context, name string) (unlock func(), err error)
+}

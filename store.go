@@ -57,6 +57,7 @@ type Store struct {
 	listeners   []CommitListener
 	leaseView   LeaseView
 	invalidator Invalidator
+	locker      DatabaseLocker
 
 	mu        sync.Mutex
 	restoreMu sync.Mutex
@@ -117,6 +118,14 @@ func (s *Store) SetLeaseView(v LeaseView) { s.leaseView = v }
 
 // LeaseView returns the view set with SetLeaseView, or nil.
 func (s *Store) LeaseView() LeaseView { return s.leaseView }
+
+// SetDatabaseLocker sets what takes SQLite's locks on a database while the
+// store applies a change set to it. The FUSE layer sets it.
+func (s *Store) SetDatabaseLocker(l DatabaseLocker) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.locker = l
+}
 
 // SetInvalidator sets what drops the kernel's caches of a file when the
 // store changes it underneath the mount. The FUSE layer sets it.

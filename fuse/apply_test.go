@@ -1,10 +1,14 @@
 package fuse_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferrydb/ferry"
 )
@@ -87,4 +91,90 @@ func ltxFilesOf(t *testing.T, m *testMount, name string) []string {
 		}
 	}
 	return out
+}
+
+// TestApplyWaitsForReaders: a change set is not applied under a read
+// transaction in progress in another process; it waits until the
+// transaction ends.
+func TestApplyWaitsForReaders(t *testing.T) {
+	python := needTool(t, "python3")
+	for _, mode := range []string{"delete", "wal"} {
+		t.Run(mode, func(t *testing.T) {
+			primary := mount(t, t.TempDir(), nil)
+			replica := mount(t, t.TempDir(), func(s *ferry.Store) { s.SetWriteGuard(&readOnlyGuard{}) })
+			pdb := openDB(t, primary.path("x.db"), mode, "full")
+			mustExec(t, pdb, "CREATE TABLE t (v INTEGER)")
+			if err := primary.store.DB("x.db").Sync(); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			apply := func(files []string) error {
+				for _, f := range files {
+					b, err := os.ReadFile(f)
+					if err != nil {
+						return err
+					}
+					if _, err := replica.store.ApplyLTX(ctx, "x.db", bytes.NewReader(b)); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			first := ltxFilesOf(t, primary, "x.db")
+			if err := apply(first); err != nil {
+				t.Fatal(err)
+			}
+			mustExec(t, pdb, "INSERT INTO t VALUES (1)")
+			if err := primary.store.DB("x.db").Sync(); err != nil {
+				t.Fatal(err)
+			}
+			rest := ltxFilesOf(t, primary, "x.db")[len(first):]
+
+			// POSIX locks of one process never conflict with each other,
+			// so the reader runs in its own process.
+			script := `
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN")
+print(c.execute("SELECT count(*) FROM t").fetchone()[0], flush=True)
+sys.stdin.readline()
+print(c.execute("SELECT count(*) FROM t").fetchone()[0], flush=True)
+c.execute("COMMIT")
+`
+			cmd := exec.CommandContext(ctx, python, "-c", script, replica.path("x.db"))
+			stdin, _ := cmd.StdinPipe()
+			stdout, _ := cmd.StdoutPipe()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer cmd.Process.Kill()
+			r := bufio.NewReader(stdout)
+			if line, err := r.ReadString('\n'); err != nil || strings.TrimSpace(line) != "0" {
+				t.Fatalf("reader: %q, %v", line, err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- apply(rest) }()
+			select {
+			case err := <-done:
+				t.Fatalf("applied during a read transaction (err %v)", err)
+			case <-time.After(300 * time.Millisecond):
+			}
+			stdin.Write([]byte("\n"))
+			if line, err := r.ReadString('\n'); err != nil || strings.TrimSpace(line) != "0" {
+				t.Fatalf("read transaction saw %q, %v; want 0", line, err)
+			}
+			if err := cmd.Wait(); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			rdb := openDB(t, replica.path("x.db"), mode, "full")
+			var n int
+			if err := rdb.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil || n != 1 {
+				t.Fatalf("after apply: %d rows, %v", n, err)
+			}
+		})
+	}
 }

@@ -143,6 +143,7 @@ func Mount(store *ferry.Store, opts Options) (*FS, error) {
 	}
 	fsys.server = server
 	store.SetInvalidator(fsys)
+	store.SetDatabaseLocker(fsys)
 	logger.Info("mounted", "dir", opts.Dir, "data", store.Layout().Dir)
 	return fsys, nil
 }
@@ -154,6 +155,7 @@ func (f *FS) Dir() string { return f.opts.Dir }
 // the context's deadline.
 func (f *FS) Unmount(ctx context.Context) error {
 	f.store.SetInvalidator(nil)
+	f.store.SetDatabaseLocker(nil)
 	for {
 		err := f.server.Unmount()
 		if err == nil {
