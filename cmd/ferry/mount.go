@@ -64,6 +64,9 @@ func mount(ctx context.Context, cfg *Config, logger *slog.Logger) (code int, err
 	store := ferry.NewStore(ferry.Layout{Dir: cfg.Data.Dir}, ferry.StoreOptions{
 		Logger:    logger,
 		Retention: cfg.Data.Retention,
+		// A bucket is always configured (a local directory by default),
+		// so the local log keeps what the bucket does not hold yet.
+		KeepUntilUploaded: true,
 	})
 	stopServices, err := startServices(ctx, cfg, store, logger)
 	if err != nil {
