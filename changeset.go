@@ -232,6 +232,11 @@ func (d *DB) flushLocked() error {
 	if err == nil {
 		err = os.Rename(f.Name(), d.store.layout.LTXPath(d.name, hdr.MinTXID, hdr.MaxTXID))
 	}
+	if err == nil && d.pendingSize > 0 {
+		// The pending log is emptied next: the new name must be durable
+		// first.
+		err = syncDir(d.store.layout.LTXDir(d.name))
+	}
 	if err != nil {
 		_ = os.Remove(f.Name())
 		return d.fail(fmt.Errorf("write LTX file: %w", err))
