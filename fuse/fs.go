@@ -1,13 +1,3 @@
-// Package fuse serves a Ferry store as a FUSE filesystem. Applications open
-// ordinary SQLite files under the mount; every write, truncate, sync and
-// unlink of a database and its journal files reaches the store, which turns
-// each committed transaction into an LTX change set.
-//
-// The mount is built for speed: SQLite's byte-range locks are left to the
-// kernel (lock requests are never forwarded, so locking costs no round
-// trip), reads are served from the kernel page cache, attributes and
-// directory entries are cached, and the store drops those caches explicitly
-// whenever it changes a file underneath the applications.
 package fuse
 
 import (
