@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/ferrydb/ferry"
 	"github.com/ferrydb/ferry/ltx"
 	"github.com/ferrydb/ferry/replicate"
@@ -106,10 +104,19 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 	cfg := BucketConfig{}
 	if *configPath != "" {
-		var err error
-		if cfg, err = readBucketConfig(*configPath); err != nil {
+		full, err := ReadConfig(*configPath)
+		if err != nil {
 			return fmt.Errorf("restore: %w", err)
 		}
+		cfg = full.Bucket
+		// The file backend's default path lives in the data directory,
+		// so restore finds the same bucket the mount wrote.
+		if *dataDir == "" {
+			*dataDir = full.Data.Dir
+		}
+	}
+	if *dataDir == "" {
+		*dataDir = DefaultDataDir
 	}
 	cfg = cfg.override(flags)
 	backend, err := cfg.open(ctx, *dataDir)
@@ -162,21 +169,6 @@ func parseTXID(s string) (ltx.TXID, error) {
 		return 0, fmt.Errorf("invalid TXID %q: want a positive decimal number or 16 hex digits", s)
 	}
 	return ltx.TXID(v), nil
-}
-
-// readBucketConfig reads the bucket section of a config file.
-func readBucketConfig(path string) (BucketConfig, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return BucketConfig{}, fmt.Errorf("read config: %w", err)
-	}
-	var doc struct {
-		Bucket BucketConfig `yaml:"bucket"`
-	}
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return BucketConfig{}, fmt.Errorf("parse config %s: %w", path, err)
-	}
-	return doc.Bucket, nil
 }
 
 // override replaces the fields set in o.

@@ -100,7 +100,7 @@ func TestRestoreCommand(t *testing.T) {
 	if err := run(ctx, []string{"restore", "-config", cfg, "-txid", "1", "-o", out2, "tenants/a.db"}, &stdout, &stderr); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := readBucketConfig(cfg); err != nil || c.UploadInterval.String() != "2s" {
+	if c, err := ReadConfig(cfg); err != nil || c.Bucket.UploadInterval.String() != "2s" {
 		t.Fatalf("config: %+v %v", c, err)
 	}
 }

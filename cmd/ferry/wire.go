@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/ferrydb/ferry"
+	"github.com/ferrydb/ferry/lease"
+	"github.com/ferrydb/ferry/replicate"
 )
 
 // startServices connects the store to the replicator, the lease manager
@@ -13,5 +17,71 @@ import (
 // is created and before it is opened. The returned stop function shuts the
 // services down.
 func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger *slog.Logger) (stop func(context.Context) error, err error) {
-	return func(context.Context) error { return nil }, nil
+	dataDir := cfg.Data.Dir
+	node, err := cfg.Lease.nodeID()
+	if err != nil {
+		return nil, err
+	}
+
+	backend, err := cfg.Bucket.open(ctx, dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("open bucket: %w", err)
+	}
+	guard := &uploadGuard{node: node}
+	opts := cfg.Bucket.replicatorOptions()
+	opts.Guard, opts.Node, opts.Logger = guard, node, logger.With("component", "replicate")
+	rep := replicate.New(backend, ferry.Layout{Dir: dataDir}, opts)
+
+	mgr, err := cfg.Lease.open(ctx, dataDir, logger, leaseHooks{
+		// A new writer first catches up to the bucket, so a node waking
+		// from a long stop never throws newer history away.
+		CatchUp: rep.CatchUpFunc(store),
+		// A departing writer ships what the bucket lacks while its lease
+		// is still valid, so the next writer can catch up to it.
+		Drain: rep.Sync,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open leases: %w", err)
+	}
+	guard.mgr = mgr
+
+	store.SetWriteGuard(mgr)
+	store.SetLeaseView(mgr)
+	store.SetRestorer(rep)
+	store.AddCommitListener(rep)
+
+	if err := rep.Start(ctx); err != nil {
+		return nil, errors.Join(fmt.Errorf("start replicator: %w", err), mgr.Close())
+	}
+	stopStatus, err := serveStatus(ctx, cfg.Lease, dataDir, newStatusHandler(statusSources{
+		Lease:     mgr,
+		Databases: store.DBs,
+		LocalPos:  store.LocalPos,
+		BucketPos: rep.BucketPos,
+	}), logger)
+	if err != nil {
+		return nil, errors.Join(err, rep.Close(ctx), mgr.Close())
+	}
+
+	return func(ctx context.Context) error {
+		// The replicator uploads what is pending while the leases are
+		// still held; once released, those uploads would be fenced off.
+		return errors.Join(stopStatus(), rep.Close(ctx), mgr.Close())
+	}, nil
+}
+
+// uploadGuard fences the replicator's uploads with the lease, but unlike
+// the store's guard it never acquires a lease: a node uploads only the
+// databases it already writes.
+type uploadGuard struct {
+	node string
+	mgr  lease.Manager
+}
+
+// CheckWrite implements ferry.WriteGuard.
+func (g *uploadGuard) CheckWrite(ctx context.Context, name string) (uint64, error) {
+	if holder, _, ok := g.mgr.Holder(name); !ok || holder != g.node {
+		return 0, fmt.Errorf("%w: %s's lease is not held by this node", ferry.ErrReadOnly, name)
+	}
+	return g.mgr.CheckWrite(ctx, name)
 }
