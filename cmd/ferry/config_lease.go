@@ -51,12 +51,12 @@ type LeaseConfig struct {
 
 	// AcquireTimeout bounds how long a write waits to acquire a lease
 	// before failing as read-only. Default 5s.
-	AcquireTimeout time.Duration `yaml:"acquire_timeout"`
+	AcquireTimeout time.Duration `yaml:"acquire-timeout"`
 
 	// Candidates lists the node IDs that may hold leases; CandidateRegions
 	// the regions whose nodes may. Both empty: every node may.
 	Candidates       []string `yaml:"candidates"`
-	CandidateRegions []string `yaml:"candidate_regions"`
+	CandidateRegions []string `yaml:"candidate-regions"`
 
 	// Preferred puts each database's writer in a region: the first rule
 	// whose glob pattern (path.Match, "*" stops at "/") matches the
@@ -103,16 +103,16 @@ type RaftLeaseConfig struct {
 	// "<app>.internal" on Fly.io; each address is dialed on
 	// DiscoveryPort (default: the advertised port).
 	Discovery     string `yaml:"discovery"`
-	DiscoveryPort int    `yaml:"discovery_port"`
+	DiscoveryPort int    `yaml:"discovery-port"`
 	// MaxVoters caps the voting members; further nodes join as
 	// non-voters and are promoted when a voter is removed. Default 5.
-	MaxVoters int `yaml:"max_voters"`
+	MaxVoters int `yaml:"max-voters"`
 	// DeadAfter is how long the leader waits for an unreachable member
 	// before removing it from the cluster. Default 10m.
-	DeadAfter time.Duration `yaml:"dead_after"`
+	DeadAfter time.Duration `yaml:"dead-after"`
 	// HeartbeatTimeout and ElectionTimeout tune Raft. Default 1s each.
-	HeartbeatTimeout time.Duration `yaml:"heartbeat_timeout"`
-	ElectionTimeout  time.Duration `yaml:"election_timeout"`
+	HeartbeatTimeout time.Duration `yaml:"heartbeat-timeout"`
+	ElectionTimeout  time.Duration `yaml:"election-timeout"`
 }
 
 // StaticLeaseConfig is lease.static.
@@ -137,7 +137,7 @@ type S3LeaseConfig struct {
 	Region string `yaml:"region"`
 	// ForcePathStyle addresses the bucket in the path, not the host name,
 	// as MinIO and versitygw need.
-	ForcePathStyle bool `yaml:"force_path_style"`
+	ForcePathStyle bool `yaml:"force-path-style"`
 }
 
 // Defaults for the lease section.

@@ -20,8 +20,8 @@ lease:
   node: n1
   region: ams
   ttl: 3s
-  acquire_timeout: 2s
-  candidate_regions: [ams, ord]
+  acquire-timeout: 2s
+  candidate-regions: [ams, ord]
   preferred:
     - {pattern: "eu/*", region: ams}
   status:
@@ -29,8 +29,8 @@ lease:
   raft:
     bind: 127.0.0.1:20202
     peers: [127.0.0.2:20202, 127.0.0.3:20202]
-    max_voters: 3
-    dead_after: 5m
+    max-voters: 3
+    dead-after: 5m
 `
 	var cfg Config
 	if err := yaml.Unmarshal([]byte(doc), &cfg); err != nil {
