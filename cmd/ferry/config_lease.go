@@ -83,7 +83,8 @@ type StatusConfig struct {
 	// Listen is a loopback host:port for HTTP, or "unix:PATH" for a Unix
 	// socket (a relative PATH is under the data directory). Only local
 	// clients may ask, since the endpoint can move leases. Default
-	// 127.0.0.1:20203.
+	// unix:ferry.sock, so that several mounts on one machine never
+	// collide.
 	Listen string `yaml:"listen"`
 }
 
@@ -143,7 +144,7 @@ type S3LeaseConfig struct {
 // Defaults for the lease section.
 const (
 	defaultRaftBind     = ":20202"
-	defaultStatusListen = "127.0.0.1:20203"
+	defaultStatusListen = "unix:ferry.sock"
 )
 
 // nodeID returns the configured node ID or its default.

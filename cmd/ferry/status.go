@@ -9,12 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"gopkg.in/yaml.v3"
 )
 
 // statusClientTimeout bounds one request to the local status endpoint.
@@ -60,7 +57,7 @@ type endpointFlags struct {
 
 func addEndpointFlags(fs *flag.FlagSet) endpointFlags {
 	return endpointFlags{
-		addr:    fs.String("addr", "", "status endpoint: host:port or unix:PATH (default: from -config, else "+defaultStatusListen+")"),
+		addr:    fs.String("addr", "", "status endpoint: host:port or unix:PATH (default: from -config, else "+defaultStatusListen+" in the data directory)"),
 		config:  fs.String("config", "", "read lease.status.listen from this ferry.yml"),
 		dataDir: fs.String("data", "", "data directory, for a relative unix:PATH"),
 	}
@@ -69,20 +66,23 @@ func addEndpointFlags(fs *flag.FlagSet) endpointFlags {
 // client returns an HTTP client for the endpoint and its base URL.
 func (e endpointFlags) client() (*http.Client, string, error) {
 	cfg := LeaseConfig{Status: StatusConfig{Listen: *e.addr}}
-	if *e.addr == "" && *e.config != "" {
-		b, err := os.ReadFile(*e.config)
-		if err != nil {
-			return nil, "", fmt.Errorf("read config: %w", err)
+	dataDir := *e.dataDir
+	if *e.addr == "" {
+		// The same file and defaults as `ferry mount`, so a relative
+		// socket path resolves under the same data directory.
+		full := NewConfig()
+		if *e.config != "" {
+			var err error
+			if full, err = ReadConfig(*e.config); err != nil {
+				return nil, "", err
+			}
 		}
-		var file struct {
-			Lease LeaseConfig `yaml:"lease"`
+		cfg = full.Lease
+		if dataDir == "" {
+			dataDir = full.Data.Dir
 		}
-		if err := yaml.Unmarshal(b, &file); err != nil {
-			return nil, "", fmt.Errorf("parse config %s: %w", *e.config, err)
-		}
-		cfg = file.Lease
 	}
-	network, addr, err := cfg.statusListen(*e.dataDir)
+	network, addr, err := cfg.statusListen(dataDir)
 	if err != nil {
 		return nil, "", err
 	}

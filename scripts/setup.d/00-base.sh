@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages every suite needs: FUSE, the SQLite CLI and Python's sqlite3.
+# Debian packages that both the demo and the tests need: FUSE, the SQLite
+# CLI, Python's sqlite3 and a C compiler for the Go SQLite driver.
 set -euo pipefail
 need=()
 for p in fuse3 sqlite3 python3 gcc; do
@@ -9,4 +10,3 @@ if [ ${#need[@]} -gt 0 ]; then
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
-command -v staticcheck >/dev/null 2>&1 || go install honnef.co/go/tools/cmd/staticcheck@latest
