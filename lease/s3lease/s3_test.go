@@ -119,8 +119,10 @@ func testRenew(t *testing.T, bucket bucketFunc) {
 		Body: bytes.NewReader([]byte(`{"holder":"intruder","epoch":99,"expires":1}`))}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Renew(ctx, "r.db"); !errors.Is(err, lease.ErrLost) {
-		t.Fatalf("renew after overwrite = %v, want ErrLost", err)
+	// The background renewal may meet the 412 first and drop the lease,
+	// in which case the explicit renewal finds it no longer held.
+	if _, err := a.Renew(ctx, "r.db"); !errors.Is(err, lease.ErrLost) && !errors.Is(err, lease.ErrNotHeld) {
+		t.Fatalf("renew after overwrite = %v, want ErrLost or ErrNotHeld", err)
 	}
 	if _, ok := a.keeper.HeldLease("r.db"); ok {
 		t.Fatal("lease still held after 412")
