@@ -33,6 +33,7 @@ type Config struct {
 
 	Bucket BucketConfig `yaml:"bucket"`
 	Lease  LeaseConfig  `yaml:"lease"`
+	Proxy  ProxyConfig  `yaml:"proxy"`
 }
 
 // FUSEConfig is the config's fuse section.
@@ -160,6 +161,9 @@ func (c *Config) Validate() error {
 	case "", "text", "json":
 	default:
 		errs = append(errs, fmt.Errorf("log.format %q: want text or json", c.Log.Format))
+	}
+	if err := c.Proxy.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

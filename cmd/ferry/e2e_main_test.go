@@ -79,6 +79,12 @@ func (b *syncBuffer) String() string {
 // skip to.
 func startMount(t *testing.T) *testMount {
 	t.Helper()
+	return startMountWith(t, "")
+}
+
+// startMountWith is startMount with extra YAML appended to the config.
+func startMountWith(t *testing.T, extra string) *testMount {
+	t.Helper()
 	root := t.TempDir()
 	m := &testMount{
 		Dir:     filepath.Join(root, "mnt"),
@@ -92,7 +98,7 @@ func startMount(t *testing.T) *testMount {
 			t.Fatal(err)
 		}
 	}
-	cfg := fmt.Sprintf("fuse:\n  dir: %q\n  allow-other: true\ndata:\n  dir: %q\n", m.Dir, m.DataDir)
+	cfg := fmt.Sprintf("fuse:\n  dir: %q\n  allow-other: true\ndata:\n  dir: %q\n", m.Dir, m.DataDir) + extra
 	if err := os.WriteFile(m.Config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -63,10 +63,15 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 		return nil, errors.Join(err, rep.Close(ctx), mgr.Close())
 	}
 
+	stopProxy, err := cfg.Proxy.serve(ctx, node, mgr, store, logger)
+	if err != nil {
+		return nil, errors.Join(err, stopStatus(), rep.Close(ctx), mgr.Close())
+	}
+
 	return func(ctx context.Context) error {
 		// The replicator uploads what is pending while the leases are
 		// still held; once released, those uploads would be fenced off.
-		return errors.Join(stopStatus(), rep.Close(ctx), mgr.Close())
+		return errors.Join(stopProxy(), stopStatus(), rep.Close(ctx), mgr.Close())
 	}, nil
 }
 
