@@ -71,6 +71,12 @@ type BucketConfig struct {
 	// Default: L1 every 30s, L2 every 5m, L3 every 1h.
 	Levels []BucketLevel `yaml:"levels"`
 
+	// FollowInterval is how often a node checks the bucket for news of
+	// each database it does not write, and applies it, so that reads on
+	// replicas stay current. Each check of an unchanged database costs
+	// one GET. Default 5s; a negative value disables following.
+	FollowInterval time.Duration `yaml:"follow-interval"`
+
 	// SnapshotInterval is how often a full snapshot of each database is
 	// written (level 9). Default 24h; a negative value disables snapshots.
 	SnapshotInterval time.Duration `yaml:"snapshot-interval"`
@@ -183,4 +189,19 @@ func (c BucketConfig) replicatorOptions() replicate.Options {
 		opts.Levels = append(opts.Levels, replicate.Level{Level: lv.Level, Interval: lv.Interval})
 	}
 	return opts
+}
+
+// DefaultFollowInterval is bucket.follow-interval's default.
+const DefaultFollowInterval = 5 * time.Second
+
+// followInterval returns follow-interval with its default; zero means
+// following is off.
+func (c BucketConfig) followInterval() time.Duration {
+	switch {
+	case c.FollowInterval < 0:
+		return 0
+	case c.FollowInterval == 0:
+		return DefaultFollowInterval
+	}
+	return c.FollowInterval
 }

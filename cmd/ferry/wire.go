@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/ferrydb/ferry"
 	"github.com/ferrydb/ferry/lease"
@@ -67,12 +68,40 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 	if err != nil {
 		return nil, errors.Join(err, stopStatus(), rep.Close(ctx), mgr.Close())
 	}
+	stopFollower := startFollower(ctx, cfg.Bucket.followInterval(), rep, store, guard, logger)
 
 	return func(ctx context.Context) error {
 		// The replicator uploads what is pending while the leases are
 		// still held; once released, those uploads would be fenced off.
+		stopFollower()
 		return errors.Join(stopProxy(), stopStatus(), rep.Close(ctx), mgr.Close())
 	}, nil
+}
+
+// startFollower keeps the databases this node does not write current with
+// the bucket, every interval (zero: never). stop waits for it to end.
+func startFollower(ctx context.Context, interval time.Duration, rep *replicate.Replicator, store *ferry.Store, guard *uploadGuard, logger *slog.Logger) (stop func()) {
+	if interval <= 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	f := &replicate.Follower{
+		Replicator: rep,
+		Applier:    store,
+		Databases:  store.DBs,
+		Writer:     guard.holds,
+		Interval:   interval,
+		Logger:     logger.With("component", "follow"),
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // uploadGuard fences the replicator's uploads with the lease, but unlike
@@ -85,8 +114,14 @@ type uploadGuard struct {
 
 // CheckWrite implements ferry.WriteGuard.
 func (g *uploadGuard) CheckWrite(ctx context.Context, name string) (uint64, error) {
-	if holder, _, ok := g.mgr.Holder(name); !ok || holder != g.node {
+	if !g.holds(name) {
 		return 0, fmt.Errorf("%w: %s's lease is not held by this node", ferry.ErrReadOnly, name)
 	}
 	return g.mgr.CheckWrite(ctx, name)
+}
+
+// holds reports whether this node holds database name's lease.
+func (g *uploadGuard) holds(name string) bool {
+	holder, _, ok := g.mgr.Holder(name)
+	return ok && holder == g.node
 }
