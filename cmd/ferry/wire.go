@@ -74,7 +74,13 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 		// The replicator uploads what is pending while the leases are
 		// still held; once released, those uploads would be fenced off.
 		stopFollower()
-		return errors.Join(stopProxy(), stopStatus(), rep.Close(ctx), mgr.Close())
+		err := errors.Join(stopProxy(), stopStatus(), rep.Close(ctx))
+		// A lease that cannot be released (say, the Raft quorum is gone)
+		// simply expires after its TTL; that is no reason to fail the exit.
+		if cerr := mgr.Close(); cerr != nil {
+			logger.Warn("leases not released; they expire after their TTL", "err", cerr)
+		}
+		return err
 	}, nil
 }
 

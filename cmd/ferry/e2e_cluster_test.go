@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// freeAddr returns an unused TCP address on the loopback IP ip.
+func freeAddr(t *testing.T, ip string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatalf("listen on %s: %v", ip, err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// clusterStatus asks node m for its status report.
+func clusterStatus(m *testMount) (statusReport, error) {
+	var stdout, stderr bytes.Buffer
+	var rep statusReport
+	if err := run(context.Background(), []string{"status", "-config", m.Config, "-json"}, &stdout, &stderr); err != nil {
+		return rep, fmt.Errorf("%v: %s", err, stderr.String())
+	}
+	err := json.Unmarshal(stdout.Bytes(), &rep)
+	return rep, err
+}
+
+func holderOf(rep statusReport, name string) (string, uint64) {
+	for _, d := range rep.Databases {
+		if d.Name == name {
+			return d.Holder, d.Epoch
+		}
+	}
+	return "", 0
+}
+
+// TestE2EClusterFailover runs three `ferry mount` processes on 127.0.0.1-3
+// with Raft leases and one bucket. The first writer takes the lease; when it
+// is killed, another node restores the database from the bucket and takes
+// the lease over with a higher epoch after the TTL.
+func TestE2EClusterFailover(t *testing.T) {
+	bucket := filepath.Join(t.TempDir(), "bucket")
+	addrs := []string{freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.2"), freeAddr(t, "127.0.0.3")}
+	peers := `["` + strings.Join(addrs, `", "`) + `"]`
+	var nodes []*testMount
+	for i, addr := range addrs {
+		nodes = append(nodes, startMountWith(t, fmt.Sprintf(`lease:
+  type: raft
+  node: node%d
+  ttl: 1s
+  acquire-timeout: 3s
+  raft:
+    bind: %q
+    peers: %s
+    heartbeat-timeout: 500ms
+    election-timeout: 500ms
+bucket:
+  type: file
+  path: %q
+  upload-interval: 100ms
+  follow-interval: -1s
+`, i+1, addr, peers, bucket)))
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				var outs string
+				for i, n := range nodes {
+					outs += fmt.Sprintf("node%d:\n%s\n", i+1, n.output)
+				}
+				t.Fatalf("%s\n%s", what, outs)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitFor("no leader with three members", func() bool {
+		rep, err := clusterStatus(nodes[0])
+		return err == nil && rep.Leader != "" && len(rep.Members) == 3
+	})
+
+	sqlite := func(m *testMount, sql string) (string, error) {
+		out, err := exec.Command("sqlite3", "-cmd", ".timeout 5000", m.Path("shop.db"), sql).CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	if out, err := sqlite(nodes[0], "CREATE TABLE t(x); INSERT INTO t VALUES (1);"); err != nil {
+		t.Fatalf("first write on node1: %v %s", err, out)
+	}
+	var firstEpoch uint64
+	waitFor("node1 never showed as holder", func() bool {
+		rep, err := clusterStatus(nodes[1])
+		h, e := holderOf(rep, "shop.db")
+		firstEpoch = e
+		return err == nil && h == "node1"
+	})
+	waitFor("node1 never uploaded shop.db", func() bool {
+		m, _ := filepath.Glob(filepath.Join(bucket, "shop.db", "0000", "*.ltx"))
+		return len(m) > 0
+	})
+
+	// Kill the holder without letting it release its lease.
+	_ = nodes[0].cmd.Process.Kill()
+	<-nodes[0].done
+	_ = syscall.Unmount(nodes[0].Dir, syscall.MNT_DETACH)
+
+	// node2 restores the database on open and, once the lease has expired,
+	// takes it over and writes.
+	waitFor("node2 never took over the write lease", func() bool {
+		out, err := sqlite(nodes[1], "INSERT INTO t VALUES (2);")
+		if err != nil {
+			t.Logf("write on node2: %v %s", err, out)
+		}
+		return err == nil
+	})
+	if out, err := sqlite(nodes[1], "SELECT count(*) FROM t"); err != nil || out != "2" {
+		t.Fatalf("node2 has %q rows (%v), want 2: the first holder's write was lost", out, err)
+	}
+	var holder string
+	var epoch uint64
+	waitFor("status never showed node2 holding the lease", func() bool {
+		rep, err := clusterStatus(nodes[1])
+		holder, epoch = holderOf(rep, "shop.db")
+		return err == nil && holder == "node2"
+	})
+	if epoch <= firstEpoch {
+		t.Fatalf("after failover epoch %d; want above node1's %d", epoch, firstEpoch)
+	}
+}
