@@ -39,6 +39,12 @@ func (s *Store) RestoreMissing(ctx context.Context, name string) error {
 	if _, err := os.Stat(path); err == nil {
 		return nil // restored meanwhile
 	}
+	// A database with a position here was deleted through this mount: it
+	// stays deleted, and one created again under its name continues its
+	// history, rather than the old copy coming back from the bucket.
+	if _, err := os.Stat(s.layout.PosPath(name)); err == nil {
+		return fmt.Errorf("%q was deleted on this node: %w", name, ErrDatabaseNotFound)
+	}
 	meta := s.layout.MetaDir(name)
 	if err := os.MkdirAll(meta, 0o755); err != nil {
 		return fmt.Errorf("create metadata directory: %w", err)

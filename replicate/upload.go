@@ -99,6 +99,9 @@ func (r *Replicator) upload(ctx context.Context, db *database) error {
 		if len(pending) > r.opts.MaxBatchFiles {
 			pending = pending[:r.opts.MaxBatchFiles]
 		}
+		if pending, err = samePageSize(pending); err != nil {
+			return fmt.Errorf("upload %s: %w", db.name, err)
+		}
 		err = r.uploadBatch(ctx, db, pending)
 		if errors.Is(err, errReadOnly) {
 			return nil
@@ -527,4 +530,42 @@ func (r *Replicator) setBucketPos(db *database, pos ferry.Pos) {
 	db.statMu.Lock()
 	db.bucketPos = pos
 	db.statMu.Unlock()
+}
+
+// samePageSize cuts batch before the first file whose page size differs
+// from the first file's. LTX files of one page size cannot be merged with
+// another's, and a change of page size (VACUUM after PRAGMA page_size)
+// then starts the next batch.
+func samePageSize(batch []localFile) ([]localFile, error) {
+	var first uint32
+	for i, lf := range batch {
+		size, err := localPageSize(lf.path)
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			first = size
+		} else if size != first {
+			return batch[:i], nil
+		}
+	}
+	return batch, nil
+}
+
+// localPageSize reads the page size from a local LTX file's header.
+func localPageSize(path string) (uint32, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("open local LTX file: %w", err)
+	}
+	defer f.Close()
+	buf := make([]byte, ltx.HeaderSize)
+	if _, err := io.ReadFull(f, buf); err != nil {
+		return 0, fmt.Errorf("read header of %s: %w", path, err)
+	}
+	var hdr ltx.Header
+	if err := hdr.UnmarshalBinary(buf); err != nil {
+		return 0, fmt.Errorf("local file %s: %w", path, err)
+	}
+	return hdr.PageSize, nil
 }

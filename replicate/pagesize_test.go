@@ -1,0 +1,75 @@
+package replicate
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/ferrydb/ferry/ltx"
+)
+
+// writeLTX writes a one-page LTX file of the given page size and TXID.
+func writeLTX(t *testing.T, dir string, pageSize uint32, txid ltx.TXID, pre ltx.Checksum) (localFile, ltx.Checksum) {
+	t.Helper()
+	page := bytes.Repeat([]byte{byte(txid)}, int(pageSize))
+	post := ltx.ChecksumPage(1, page)
+	var buf bytes.Buffer
+	enc, err := ltx.NewEncoder(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.EncodeHeader(ltx.Header{Version: ltx.Version, PageSize: pageSize, Commit: 1, MinTXID: txid, MaxTXID: txid,
+		Timestamp: 1, PreApplyChecksum: pre}); err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.EncodePage(ltx.PageHeader{Pgno: 1}, page); err != nil {
+		t.Fatal(err)
+	}
+	enc.SetPostApplyChecksum(post)
+	if err := enc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, ltx.FormatFilename(txid, txid))
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return localFile{min: txid, max: txid, path: path, size: int64(buf.Len())}, post
+}
+
+// TestUploadBatchStopsAtPageSizeChange checks that a batch never mixes
+// page sizes, which cannot be merged into one LTX file: a VACUUM that
+// changes the page size starts the next batch, and the batch before it
+// still merges.
+func TestUploadBatchStopsAtPageSizeChange(t *testing.T) {
+	dir := t.TempDir()
+	a, sa := writeLTX(t, dir, 1024, 1, 0)
+	b, sb := writeLTX(t, dir, 1024, 2, sa)
+	c, _ := writeLTX(t, dir, 512, 3, sb)
+	got, err := samePageSize([]localFile{a, b, c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[1].max != 2 {
+		t.Fatalf("batch = %v, want the two 1024-byte files", got)
+	}
+	spool, hdr, _, err := compactLocal(t.Context(), got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spool.Close()
+	if hdr.MinTXID != 1 || hdr.MaxTXID != 2 || hdr.PageSize != 1024 {
+		t.Fatalf("merged header %+v", hdr)
+	}
+	if got, err := samePageSize([]localFile{c}); err != nil || len(got) != 1 {
+		t.Fatalf("single file: %v %v", got, err)
+	}
+
+	// A damaged header is an error, not a silent cut.
+	if err := os.WriteFile(b.path, []byte("not an LTX file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := samePageSize([]localFile{a, b}); err == nil {
+		t.Fatal("samePageSize accepted a damaged file")
+	}
+}
