@@ -112,17 +112,31 @@ func (r *Replicator) compact(ctx context.Context, db *database, src, dst int) er
 	if len(inputs) == 0 {
 		return nil
 	}
-	bufs := make([]io.Reader, len(inputs))
-	for i, fi := range inputs {
+	bufs := make([]io.Reader, 0, len(inputs))
+	var pageSize uint32
+	for _, fi := range inputs {
 		sp, err := r.bucket.downloadSpool(ctx, fi)
 		if err != nil {
 			return fmt.Errorf("compact %s L%d: %w", db.name, dst, err)
 		}
 		defer sp.Close()
-		if bufs[i], err = sp.Reader(); err != nil {
+		src, err := sp.Reader()
+		if err != nil {
 			return err
 		}
+		hdr, rd, err := ltx.PeekHeader(src)
+		if err != nil {
+			return fmt.Errorf("compact %s L%d: object %s: %w", db.name, dst, fi.Key, err)
+		}
+		// Files of different page sizes cannot be merged: a change of page
+		// size ends this run, and the next compaction starts from it.
+		if len(bufs) > 0 && hdr.PageSize != pageSize {
+			break
+		}
+		pageSize = hdr.PageSize
+		bufs = append(bufs, rd)
 	}
+	inputs = inputs[:len(bufs)]
 	out := &spool{}
 	defer out.Close()
 	c := ltx.NewCompactor(out, bufs...)

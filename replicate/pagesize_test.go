@@ -5,6 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/ferrydb/ferry"
 
 	"github.com/ferrydb/ferry/ltx"
 )
@@ -71,5 +74,45 @@ func TestUploadBatchStopsAtPageSizeChange(t *testing.T) {
 	}
 	if _, err := samePageSize([]localFile{a, b}); err == nil {
 		t.Fatal("samePageSize accepted a damaged file")
+	}
+}
+
+// TestPageSizeChangeUploadsAndCompacts runs a local log whose page size
+// changes through uploads and an L1 compaction: everything reaches the
+// bucket, and each compacted file holds one page size.
+func TestPageSizeChangeUploadsAndCompacts(t *testing.T) {
+	ctx := t.Context()
+	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	opts := testOptions()
+	opts.Now = clock.Now
+	opts.Levels = []Level{{Level: 1, Interval: 10 * time.Second}}
+	opts.SnapshotInterval = -1
+	r, layout, _ := newFileReplicator(t, opts)
+	dir := layout.LTXDir("p.db")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var sum ltx.Checksum
+	sizes := []uint32{1024, 1024, 512, 512}
+	for i, size := range sizes {
+		_, sum = writeLTX(t, dir, size, ltx.TXID(i+1), sum)
+	}
+	r.Committed("p.db", ferry.Pos{TXID: ltx.TXID(len(sizes)), PostApplyChecksum: sum})
+	for i := 0; i < 6; i++ {
+		r.tick(ctx)
+		clock.Add(11 * time.Second)
+	}
+	if st := r.Stats(); st.LastError != "" {
+		t.Fatalf("replication error: %s", st.LastError)
+	}
+	if pos, ok := r.BucketPos("p.db"); !ok || pos.TXID != ltx.TXID(len(sizes)) {
+		t.Fatalf("bucket position %v %v, want TXID %d", pos, ok, len(sizes))
+	}
+	db := r.get("p.db")
+	db.mu.Lock()
+	l1 := append([]fileInfo(nil), db.files.levels[1]...)
+	db.mu.Unlock()
+	if len(l1) != 2 || l1[0].MaxTXID != 2 || l1[1].MinTXID != 3 || l1[1].MaxTXID != 4 {
+		t.Fatalf("L1 files = %+v, want 1-2 and 3-4", l1)
 	}
 }
