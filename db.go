@@ -101,6 +101,10 @@ func (d *DB) isPlain() bool {
 // companions are then plain files too.
 func (d *DB) IsPlain() bool { return d.isPlain() }
 
+// IsDatabase reports whether the file is a database, rather than an empty
+// file that may still become one or a plain file.
+func (d *DB) IsDatabase() bool { return d.isDatabase() }
+
 // CheckWrite returns an error wrapping ErrReadOnly when this node may not
 // write the database now.
 func (d *DB) CheckWrite(ctx context.Context) error {
@@ -279,6 +283,28 @@ func (d *DB) JournalRemoved() error {
 	defer d.mu.Unlock()
 	if d.journalActive {
 		return d.commitJournalLocked()
+	}
+	return nil
+}
+
+// JournalMovedIn records that the file at path was moved to the journal's
+// name. One that starts with a journal header is hot: SQLite rolls the
+// database back from it and then removes, truncates or zeroes it, which
+// commits the rollback like any transaction.
+func (d *DB) JournalMovedIn(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open moved journal: %w", err)
+	}
+	defer f.Close()
+	b := make([]byte, len(journalMagic))
+	if n, _ := f.ReadAt(b, 0); n < len(b) || string(b) != string(journalMagic) {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state == stateDatabase {
+		d.journalActive = true
 	}
 	return nil
 }

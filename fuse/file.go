@@ -10,7 +10,8 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
-// file is an open database, journal, WAL or SHM file. It forwards every
+// file is an open database, journal, WAL or SHM file, or a plain file
+// opened while the same file is open as a database candidate. It forwards every
 // operation to the backing file and reports the ones that change a
 // database to the store. It deliberately does not offer a passthrough file
 // descriptor: the kernel would then write to the backing file directly and
@@ -22,6 +23,7 @@ type file struct {
 	db   *ferry.DB
 	name string
 	fsys *FS
+	node *node
 }
 
 var (
@@ -36,13 +38,9 @@ var (
 	_ fs.FileAllocater = (*file)(nil)
 )
 
-// wrapFile returns the handle for an opened file: plain files keep the
-// loopback handle as is.
-func (f *FS) wrapFile(fh fs.FileHandle, role ferry.FileRole, db *ferry.DB, name string) fs.FileHandle {
-	if role == ferry.RolePlain || db == nil {
-		return fh
-	}
-	lf := fh.(*fs.LoopbackFile)
+// newFile returns a handle served through Ferry for the loopback handle
+// lf of node n.
+func (f *FS) newFile(lf *fs.LoopbackFile, role ferry.FileRole, db *ferry.DB, name string, n *node) *file {
 	// Dup the descriptor for the store's own reads of the same file; the
 	// loopback handle closes its descriptor on release.
 	fd := -1
@@ -53,12 +51,12 @@ func (f *FS) wrapFile(fh fs.FileHandle, role ferry.FileRole, db *ferry.DB, name 
 	if fd >= 0 {
 		osf = os.NewFile(uintptr(fd), name)
 	}
-	return &file{lf: lf, f: osf, role: role, db: db, name: name, fsys: f}
+	return &file{lf: lf, f: osf, role: role, db: db, name: name, fsys: f, node: n}
 }
 
 // tracked reports whether writes to the file change a database.
 func (h *file) tracked() bool {
-	return h.role != ferry.RoleSHM && !h.db.IsPlain()
+	return h.db != nil && h.role != ferry.RoleSHM && !h.db.IsPlain() && (h.node == nil || !h.node.detached.Load())
 }
 
 // Read reads from the backing file.
@@ -124,7 +122,7 @@ func (h *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 // When an application closes a database, its change sets are written to
 // the LTX log right away rather than with the next group.
 func (h *file) Flush(ctx context.Context) syscall.Errno {
-	if h.role == ferry.RoleDB && !h.db.IsPlain() {
+	if h.role == ferry.RoleDB && h.db != nil && !h.db.IsPlain() {
 		if err := h.db.Sync(); err != nil {
 			h.fsys.logger.Error("write change sets", "name", h.name, "err", err)
 		}
@@ -136,6 +134,9 @@ func (h *file) Flush(ctx context.Context) syscall.Errno {
 func (h *file) Release(ctx context.Context) syscall.Errno {
 	if h.f != nil {
 		h.f.Close()
+	}
+	if h.node != nil {
+		h.node.modes.released(false)
 	}
 	return h.lf.Release(ctx)
 }

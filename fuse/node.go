@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/ferrydb/ferry"
@@ -11,11 +12,19 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
+// renameExchange is Linux's RENAME_EXCHANGE flag of renameat2, which the
+// syscall package does not name.
+const renameExchange = 0x2
+
 // node is a file or directory of the tree, passed through to the backing
 // directory, with the store told about every change to a database.
 type node struct {
 	*fs.LoopbackNode
-	fsys *FS
+	fsys  *FS
+	modes openModes
+	// detached is set when the file was renamed away from the name its
+	// open handles were classified under.
+	detached atomic.Bool
 }
 
 var (
@@ -142,7 +151,16 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 			return nil, nil, 0, toErrno(err)
 		}
 	}
-	return ch, n.fsys.wrapFile(fh, role, db, rel), fuseFlags | fuse.FOPEN_KEEP_CACHE, 0
+	chn, ok := ch.Operations().(*node)
+	if !ok {
+		fh.(fs.FileReleaser).Release(ctx)
+		return nil, nil, 0, syscall.EIO
+	}
+	h, errno := chn.handle(fh, role, db, rel)
+	if errno != 0 {
+		return nil, nil, 0, errno
+	}
+	return ch, h, fuseFlags | fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // Open opens a file. Opening an existing WAL for writing is refused while
@@ -163,7 +181,11 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if errno != 0 {
 		return nil, 0, errno
 	}
-	return n.fsys.wrapFile(fh, role, db, rel), fuseFlags | fuse.FOPEN_KEEP_CACHE, 0
+	h, errno := n.handle(fh, role, db, rel)
+	if errno != 0 {
+		return nil, 0, errno
+	}
+	return h, fuseFlags | fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // Mkdir creates a directory: databases may be laid out in subdirectories.
@@ -246,9 +268,15 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	return 0
 }
 
-// Rename renames a file. Databases and their journals keep their names:
-// the store tracks them by name, so renaming one, or renaming another file
-// over one, is refused.
+// Rename renames a file. Journals, WAL indexes and plain files move as on
+// any filesystem, and the store is told what the move means: a journal
+// moved away is gone, which commits the transaction as a deletion does,
+// and a journal moved in that starts with a journal header is hot, so the
+// rollback SQLite makes from it is captured like a transaction. A database
+// file keeps its name, since the store keeps its history by name: renaming
+// one, or renaming over one, fails with EXDEV, and tools such as mv then
+// copy and delete, which the store captures. A file moved over a WAL is
+// refused: its frames would be commits the store never saw.
 func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	np, ok := newParent.(*node)
 	if !ok {
@@ -257,13 +285,98 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	if errno := n.fsys.validate(np, newName); errno != 0 {
 		return errno
 	}
-	for _, rel := range []string{n.relPath(name), np.relPath(newName)} {
-		if role, db, _ := n.fsys.store.Classify(rel); role != ferry.RolePlain && !db.IsPlain() {
-			n.fsys.logger.Warn("refusing to rename a database file", "name", rel)
+	from, to := n.relPath(name), np.relPath(newName)
+	fromRole, fromDB, err := n.fsys.store.Classify(from)
+	if err != nil {
+		return toErrno(err)
+	}
+	toRole, toDB, err := n.fsys.store.Classify(to)
+	if err != nil {
+		return toErrno(err)
+	}
+	tracked := func(role ferry.FileRole, db *ferry.DB) bool {
+		return role != ferry.RolePlain && db != nil && !db.IsPlain()
+	}
+	for _, f := range []struct {
+		name string
+		role ferry.FileRole
+		db   *ferry.DB
+	}{{from, fromRole, fromDB}, {to, toRole, toDB}} {
+		if !tracked(f.role, f.db) {
+			continue
+		}
+		if f.role == ferry.RoleDB && f.db.IsDatabase() {
+			n.fsys.logger.Warn("refusing to rename a database file: its history is kept under its name; copy and delete it instead", "from", from, "to", to)
+			return syscall.EXDEV
+		}
+		if flags&renameExchange != 0 {
+			n.fsys.logger.Warn("refusing to exchange a database's companion file", "from", from, "to", to)
 			return syscall.EPERM
 		}
+		if f.role == ferry.RoleJournal || f.role == ferry.RoleWAL {
+			if err := f.db.CheckWrite(ctx); err != nil {
+				n.fsys.logger.Debug("refusing to rename a journal of a read-only database", "name", f.name, "err", err)
+				return syscall.EROFS
+			}
+		}
 	}
-	return n.LoopbackNode.Rename(ctx, name, newParent, newName, flags)
+	if tracked(toRole, toDB) && toRole == ferry.RoleWAL {
+		n.fsys.logger.Warn("refusing to rename over a write-ahead log: its frames would be commits that were never captured", "from", from, "to", to)
+		return syscall.EPERM
+	}
+	moved, replaced := childNode(n, name), childNode(np, newName)
+	if errno := n.LoopbackNode.Rename(ctx, name, newParent, newName, flags); errno != 0 {
+		return errno
+	}
+	if replaced != nil && replaced != moved {
+		replaced.detached.Store(true)
+	}
+	if moved != nil {
+		// Handles opened under the old name keep their role; writes through
+		// them must not count for a database the file no longer belongs to.
+		moved.detached.Store(!tracked(toRole, toDB) || toRole != fromRole || toDB != fromDB)
+	}
+	if tracked(fromRole, fromDB) {
+		switch fromRole {
+		case ferry.RoleJournal:
+			if err := fromDB.JournalRemoved(); err != nil {
+				return syscall.EIO
+			}
+		case ferry.RoleWAL:
+			fromDB.WALRemoved()
+		}
+	}
+	if tracked(toRole, toDB) && toRole == ferry.RoleJournal {
+		// The journal that was there is gone.
+		if err := toDB.JournalRemoved(); err != nil {
+			return syscall.EIO
+		}
+	}
+	// Neither name is what the store knew it as any more; it looks again
+	// at the next use. Only database candidates and plain files get here.
+	if fromRole == ferry.RoleDB || fromRole == ferry.RolePlain {
+		n.fsys.store.Forget(from)
+	}
+	if toRole == ferry.RoleDB || toRole == ferry.RolePlain {
+		n.fsys.store.Forget(to)
+	}
+	if role, db, err := n.fsys.store.Classify(to); err == nil && role == ferry.RoleJournal && !db.IsPlain() {
+		if err := db.JournalMovedIn(n.fsys.store.Layout().DBPath(to)); err != nil {
+			return syscall.EIO
+		}
+	}
+	return 0
+}
+
+// childNode returns the node of parent's child name, or nil when the
+// kernel does not know it.
+func childNode(parent *node, name string) *node {
+	ch := parent.GetChild(name)
+	if ch == nil {
+		return nil
+	}
+	cn, _ := ch.Operations().(*node)
+	return cn
 }
 
 // Setattr changes attributes; a size change of a database file or journal
