@@ -173,6 +173,26 @@ func (d *DB) close() error {
 	return errors.Join(errs...)
 }
 
+// recordDeleted leaves the position file behind when the database file was
+// deleted through the mount, even if no commit wrote it yet (a database
+// just restored from the bucket): RestoreMissing takes it as the sign that
+// the database was deleted here and must not come back from the bucket.
+func (d *DB) recordDeleted() {
+	d.mu.Lock()
+	pos := d.pos
+	d.mu.Unlock()
+	if pos.IsZero() {
+		return
+	}
+	if err := os.MkdirAll(d.store.layout.MetaDir(d.name), 0o755); err != nil {
+		d.logger.Error("record deletion", "err", err)
+		return
+	}
+	if err := os.WriteFile(d.store.layout.PosPath(d.name), []byte(pos.String()+"\n"), 0o644); err != nil {
+		d.logger.Error("record deletion", "err", err)
+	}
+}
+
 // DBWritten records that the mount wrote len bytes at off to the database
 // file. In rollback-journal modes those pages belong to the transaction in
 // progress; in WAL mode the writes are checkpoints, which do not change the

@@ -419,6 +419,7 @@ func (s *Store) Forget(name string) {
 	s.mu.Unlock()
 	if db != nil {
 		_ = db.close()
+		db.recordDeleted()
 	}
 }
 
