@@ -23,6 +23,8 @@ func TestRenameJournalAway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An open transaction would keep db.Close, and the unmount, waiting.
+	t.Cleanup(func() { tx.Rollback() })
 	for _, v := range []string{"three", "four"} {
 		if _, err := tx.Exec("INSERT INTO t1 VALUES(?)", v); err != nil {
 			t.Fatal(err)

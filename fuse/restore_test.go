@@ -63,3 +63,24 @@ func TestRestoreOnOpen(t *testing.T) {
 	db.Close()
 	checkReplay(t, m, "r.db")
 }
+
+// TestRestoredThenDeletedStaysDeleted deletes a database restored on
+// demand before anything was committed to it here: looking it up again
+// must not bring the bucket's copy back.
+func TestRestoredThenDeletedStaysDeleted(t *testing.T) {
+	source := mount(t, t.TempDir(), nil)
+	sdb := openDB(t, source.path("r.db"), "delete", "full")
+	mustExec(t, sdb, "CREATE TABLE t (v)")
+	sdb.Close()
+
+	m := mount(t, t.TempDir(), func(s *ferry.Store) { s.SetRestorer(copyRestorer{from: source.store}) })
+	if _, err := os.Stat(m.path("r.db")); err != nil {
+		t.Fatalf("restore on demand: %v", err)
+	}
+	if err := os.Remove(m.path("r.db")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(m.path("r.db")); !os.IsNotExist(err) {
+		t.Fatalf("deleted database after a new lookup: %v, want it gone", err)
+	}
+}
