@@ -105,6 +105,14 @@ func (d *DB) IsPlain() bool { return d.isPlain() }
 // file that may still become one or a plain file.
 func (d *DB) IsDatabase() bool { return d.isDatabase() }
 
+// CheckRemove returns an error wrapping ErrReadOnly when this node may not
+// delete the database now. Unlike CheckWrite it lets a database whose
+// capture failed be deleted: deleting it ends the divergence, and one
+// created again under its name starts from a change set of every page.
+func (d *DB) CheckRemove(ctx context.Context) error {
+	return d.store.checkWrite(ctx, d.name)
+}
+
 // CheckWrite returns an error wrapping ErrReadOnly when this node may not
 // write the database now.
 func (d *DB) CheckWrite(ctx context.Context) error {
@@ -345,16 +353,25 @@ func (d *DB) commitJournalLocked() error {
 	if err != nil {
 		return d.fail(fmt.Errorf("read header at commit: %w", err))
 	}
-	if !hdr.valid() {
-		return d.fail(errors.New("database header is not valid at commit"))
-	}
 	pageSize := hdr.pageSize()
+	valid := hdr.valid() && ltx.IsValidPageSize(pageSize)
+	if !valid {
+		// A transaction may leave page 1 without a valid header (SQLite's
+		// own tests do so on purpose, and a reset repairs it). The bytes
+		// are still the database's content, so capture them at the page
+		// size the database had.
+		if d.pageSize == 0 {
+			return d.fail(errors.New("database header is not valid at its first commit"))
+		}
+		d.logger.Warn("database header is not valid at commit; capturing at the last page size", "page_size", d.pageSize)
+		pageSize = d.pageSize
+	}
 	fi, err := d.file.Stat()
 	if err != nil {
 		return d.fail(fmt.Errorf("stat database: %w", err))
 	}
 	commit, ok := hdr.pageCount()
-	if !ok {
+	if !valid || !ok {
 		commit = uint32(fi.Size() / int64(pageSize))
 	}
 

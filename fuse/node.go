@@ -245,7 +245,7 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	rel := n.relPath(name)
 	role, db, _ := n.fsys.store.Classify(rel)
 	if role == ferry.RoleDB && !db.IsPlain() {
-		if err := db.CheckWrite(ctx); err != nil {
+		if err := db.CheckRemove(ctx); err != nil {
 			return syscall.EROFS
 		}
 	}
