@@ -372,7 +372,10 @@ func (s *Store) lookupDB(name string) (*DB, error) {
 	}
 
 	path := s.layout.DBPath(name)
-	fi, err := os.Stat(path)
+	// Lstat: a symlink is never a database itself (SQLite opens its
+	// target), and following one that points back into the mount would
+	// send this lookup through the mount to itself.
+	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	} else if err != nil {
