@@ -276,14 +276,19 @@ func (r *Replicator) uploadBatch(ctx context.Context, db *database, batch []loca
 		return err
 	}
 	db.needObject = true
-	key := r.bucket.keys.ltx(db.name, 0, first.min, last.max)
+	return r.storeL0(ctx, db, first.min, ferry.Pos{TXID: last.max, PostApplyChecksum: trailer.PostApplyChecksum}, data, hdr)
+}
+
+// storeL0 writes the L0 object covering min through pos.TXID, whose head
+// is already in place, and records pos as the bucket's position.
+func (r *Replicator) storeL0(ctx context.Context, db *database, min ltx.TXID, pos ferry.Pos, data *spool, hdr ltx.Header) error {
+	key := r.bucket.keys.ltx(db.name, 0, min, pos.TXID)
 	if err := r.putLTX(ctx, key, data, hdr); err != nil {
 		return fmt.Errorf("upload %s: %w", db.name, err)
 	}
 	db.needObject = false
-	db.files.add(fileInfo{Level: 0, MinTXID: first.min, MaxTXID: last.max, Size: data.Size(), CreatedAt: r.opts.Now().UnixMilli(), Key: key})
-	r.counters.txns.Add(int64(last.max - first.min + 1))
-	pos := ferry.Pos{TXID: last.max, PostApplyChecksum: trailer.PostApplyChecksum}
+	db.files.add(fileInfo{Level: 0, MinTXID: min, MaxTXID: pos.TXID, Size: data.Size(), CreatedAt: r.opts.Now().UnixMilli(), Key: key})
+	r.counters.txns.Add(int64(pos.TXID - min + 1))
 	r.setBucketPos(db, pos)
 	if err := r.writeBucketPos(db.name, pos); err != nil {
 		return fmt.Errorf("upload %s: record bucket position: %w", db.name, err)
@@ -403,16 +408,7 @@ func (r *Replicator) putAnnounced(ctx context.Context, db *database, local []loc
 	if trailer.PostApplyChecksum != h.Checksum {
 		return r.stale(db, fmt.Errorf("upload %s: %w: local TXID %s has checksum %s, the head announced %s", db.name, ErrConflict, h.TXID, trailer.PostApplyChecksum, h.Checksum))
 	}
-	key := r.bucket.keys.ltx(db.name, 0, h.LastMin, h.TXID)
-	if err := r.putLTX(ctx, key, data, hdr); err != nil {
-		return fmt.Errorf("upload %s: %w", db.name, err)
-	}
-	db.needObject = false
-	db.files.add(fileInfo{Level: 0, MinTXID: h.LastMin, MaxTXID: h.TXID, Size: data.Size(), CreatedAt: r.opts.Now().UnixMilli(), Key: key})
-	r.counters.txns.Add(int64(h.TXID - h.LastMin + 1))
-	pos := ferry.Pos{TXID: h.TXID, PostApplyChecksum: h.Checksum}
-	r.setBucketPos(db, pos)
-	return r.writeBucketPos(db.name, pos)
+	return r.storeL0(ctx, db, h.LastMin, ferry.Pos{TXID: h.TXID, PostApplyChecksum: h.Checksum}, data, hdr)
 }
 
 // settleTakeover runs when this node first uploads under a newer epoch
