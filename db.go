@@ -52,7 +52,8 @@ type DB struct {
 	dirty         map[uint32]struct{}
 	dbSynced      bool
 
-	wal walState
+	wal    walState
+	follow walFollow
 
 	// Change sets captured but not yet in the LTX log, and the pending
 	// log that holds the durable ones among them.
@@ -78,10 +79,14 @@ func newDB(s *Store, name string) *DB {
 // Name returns the database's name in the mount.
 func (d *DB) Name() string { return d.name }
 
-// Pos returns the database's current position.
+// Pos returns the database's current position, including every
+// transaction committed so far.
 func (d *DB) Pos() Pos {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.catchUpWALLocked(); err != nil {
+		d.logger.Error("capture WAL commits", "err", err)
+	}
 	return d.pos
 }
 
@@ -125,6 +130,20 @@ func (d *DB) CheckWrite(ctx context.Context) error {
 	return d.store.checkWrite(ctx, d.name)
 }
 
+// WALBypassAllowed reports whether a WAL handle opened now may let its
+// writes bypass the store: the write guard says for how long this node may
+// write, so that the store can fence writers when that time ends.
+func (d *DB) WALBypassAllowed() bool {
+	d.mu.Lock()
+	refused := d.broken != nil || d.follow.unfence != nil
+	d.mu.Unlock()
+	if refused {
+		return false
+	}
+	_, ok := d.store.writeTerm(d.name)
+	return ok
+}
+
 // openFile opens the backing database file for the store's own reads.
 func (d *DB) openFile() error {
 	f, err := os.OpenFile(d.store.layout.DBPath(d.name), os.O_RDWR, 0)
@@ -158,6 +177,10 @@ func (d *DB) close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var errs []error
+	if err := d.catchUpWALLocked(); err != nil {
+		errs = append(errs, err)
+	}
+	d.closeWALReaderLocked()
 	if err := d.syncLocked(); err != nil {
 		errs = append(errs, err)
 	}
@@ -451,6 +474,9 @@ func allPages(pageSize, commit uint32) []uint32 {
 func (d *DB) Sync() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if err := d.catchUpWALLocked(); err != nil {
+		return err
+	}
 	return d.flushLocked()
 }
 

@@ -3,6 +3,7 @@ package ferry
 import (
 	"context"
 	"io"
+	"time"
 )
 
 // WriteGuard decides whether this node may write a database right now. The
@@ -14,6 +15,29 @@ type WriteGuard interface {
 	// returns an error wrapping ErrReadOnly when another node holds the lease
 	// or the lease cannot be had. It must be cheap when the lease is held.
 	CheckWrite(ctx context.Context, name string) (epoch uint64, err error)
+}
+
+// WriteTerm is implemented by a WriteGuard whose right to write a
+// database lasts until a known time, so that writes may bypass CheckWrite
+// in between: the mount then serves a WAL by FUSE passthrough, and the
+// store fences its writers (see WriterFence) when the term ends. The
+// guard's Drain hook must call Store.FenceWriters before it gives a lease
+// up early.
+type WriteTerm interface {
+	// WriteTerm reports, without acquiring anything, the epoch under which
+	// this node holds database name's lease and until when (local clock) it
+	// may write; ok is false when it may not write now.
+	WriteTerm(name string) (epoch uint64, until time.Time, ok bool)
+}
+
+// WriterFence stops an application's writers of a database without
+// passing through FUSE: the FUSE layer implements it by taking SQLite's WAL
+// write lock through the mount, so that a connection that could write past
+// Ferry cannot start a write transaction.
+type WriterFence interface {
+	// FenceWriters takes the WAL write lock of database name if no writer
+	// holds it now; busy is true when one does. unfence gives it back.
+	FenceWriters(name string) (unfence func(), busy bool, err error)
 }
 
 // Restorer fetches a database that is missing locally. The replicate

@@ -174,10 +174,14 @@ func (s *Store) Open(ctx context.Context) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
 		s.retentionLoop(ctx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.walPollLoop(ctx)
 	}()
 	go func() {
 		defer s.wg.Done()
@@ -431,6 +435,21 @@ func (s *Store) notify(name string, pos Pos) {
 	for _, l := range s.listeners {
 		l.Committed(name, pos)
 	}
+}
+
+// writeTerm asks the write guard, without acquiring anything, whether name
+// may be written now and under which epoch. A guard that cannot say for how
+// long never lets writes bypass it.
+func (s *Store) writeTerm(name string) (epoch uint64, ok bool) {
+	if s.guard == nil {
+		return 0, true
+	}
+	t, isTerm := s.guard.(WriteTerm)
+	if !isTerm {
+		return 0, false
+	}
+	epoch, _, ok = t.WriteTerm(name)
+	return epoch, ok
 }
 
 // checkWrite asks the write guard whether name may be written.

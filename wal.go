@@ -221,13 +221,19 @@ func (d *DB) WALRemoved() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.wal.reset()
+	d.closeWALReaderLocked()
 }
 
 // WALSynced records an fsync of the WAL: the application asked for its
 // commits to be durable (synchronous=FULL, or a checkpoint), so the change
 // sets are synced too before the fsync returns.
 func (d *DB) WALSynced() error {
-	return d.Persist()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.catchUpWALLocked(); err != nil {
+		return err
+	}
+	return d.persistLocked()
 }
 
 // readLogicalPages reads pages as the application sees them: the newest

@@ -74,6 +74,12 @@ func (h *file) Write(ctx context.Context, data []byte, off int64) (uint32, sysca
 		h.fsys.logger.Debug("refusing write to read-only database", "name", h.name, "err", err)
 		return 0, syscall.EROFS
 	}
+	if h.role == ferry.RoleDB {
+		// A checkpoint: it must not overtake commits still unread in the WAL.
+		if err := h.db.CatchUpWAL(); err != nil {
+			return 0, syscall.EIO
+		}
+	}
 	n, errno := h.lf.Write(ctx, data, off)
 	if errno != 0 {
 		return n, errno
@@ -152,6 +158,9 @@ func (h *file) Setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.AttrOu
 	if hasSize && h.tracked() {
 		if err := h.db.CheckWrite(ctx); err != nil {
 			return syscall.EROFS
+		}
+		if err := h.db.CatchUpWAL(); err != nil {
+			return syscall.EIO
 		}
 	}
 	if errno := h.lf.Setattr(ctx, in, out); errno != 0 {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -72,6 +73,11 @@ type FS struct {
 	logger *slog.Logger
 	server *fuse.Server
 	root   *node
+
+	// fences are the -shm files, by database, that writer fences are
+	// taken on (see FenceWriters); Unmount closes them.
+	fencesMu sync.Mutex
+	fences   map[string]*os.File
 }
 
 // Mount mounts store at opts.Dir and serves it until Unmount. The store
@@ -84,7 +90,7 @@ func Mount(store *ferry.Store, opts Options) (*FS, error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create mount point: %w", err)
 	}
-	fsys := &FS{store: store, opts: opts, logger: logger}
+	fsys := &FS{store: store, opts: opts, logger: logger, fences: make(map[string]*os.File)}
 	lroot := &fs.LoopbackRoot{Path: store.Layout().TreeDir()}
 	var st syscall.Stat_t
 	if err := syscall.Stat(lroot.Path, &st); err != nil {
@@ -146,6 +152,7 @@ func (f *FS) Dir() string { return f.opts.Dir }
 func (f *FS) Unmount(ctx context.Context) error {
 	f.store.SetInvalidator(nil)
 	f.store.SetDatabaseLocker(nil)
+	f.dropFences()
 	for {
 		err := f.server.Unmount()
 		if err == nil {

@@ -32,12 +32,28 @@ const directWait = time.Second
 // plain file while handles served through Ferry are open, gets a handle
 // served through Ferry; any other plain file keeps the loopback handle, and
 // with it passthrough.
-func (n *node) handle(fh fs.FileHandle, role ferry.FileRole, db *ferry.DB, name string) (fs.FileHandle, syscall.Errno) {
+//
+// A WAL is served by passthrough while its database may be written here
+// (writable) or while another passthrough handle of it is open, and
+// through Ferry otherwise.
+func (n *node) handle(fh fs.FileHandle, role ferry.FileRole, db *ferry.DB, name string, writable bool) (fs.FileHandle, syscall.Errno) {
 	lf, ok := fh.(*fs.LoopbackFile)
 	if !ok {
 		return fh, 0
 	}
 	m := &n.modes
+	if role == ferry.RoleWAL && db != nil && !db.IsPlain() {
+		m.mu.Lock()
+		if m.direct > 0 || (writable && m.cached == 0) {
+			m.direct++
+			m.mu.Unlock()
+			db.WALBypassOpened()
+			return &walFile{LoopbackFile: lf, db: db, name: name, fsys: n.fsys, node: n}, 0
+		}
+		m.cached++
+		m.mu.Unlock()
+		return n.fsys.newFile(lf, role, db, name, n), 0
+	}
 	if role == ferry.RolePlain || db == nil {
 		m.mu.Lock()
 		defer m.mu.Unlock()

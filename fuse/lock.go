@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // SQLite's lock bytes. In rollback-journal modes they are in the database
@@ -89,5 +91,83 @@ func lockRange(ctx context.Context, f *os.File, start, n int64) error {
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, lockPollMax)
+	}
+}
+
+// walWriteLock is the byte of the -shm file that SQLite's WAL writer
+// locks for the length of a write transaction.
+const walWriteLock = walLockOffset
+
+// FenceWriters implements ferry.WriterFence. The lock is an open file
+// description lock taken through the mount: unlike a process's POSIX locks
+// it conflicts with SQLite connections in Ferry's own process too, and it
+// is not dropped when Ferry closes another descriptor of the file. The
+// descriptor itself stays open until unmount (or until the file is
+// replaced), because closing it would drop every POSIX lock this process
+// holds on the file.
+func (f *FS) FenceWriters(name string) (unfence func(), busy bool, err error) {
+	path := filepath.Join(f.opts.Dir, filepath.FromSlash(name)) + "-shm"
+	f.fencesMu.Lock()
+	defer f.fencesMu.Unlock()
+	shm := f.fences[name]
+	if shm != nil && !sameFile(shm, path) {
+		shm.Close()
+		delete(f.fences, name)
+		shm = nil
+	}
+	if shm == nil {
+		shm, err = os.OpenFile(path, os.O_RDWR, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			// No connection shares a WAL index: one in exclusive locking
+			// mode holds the database itself. Nothing can be fenced until
+			// it lets go.
+			return nil, true, nil
+		} else if err != nil {
+			return nil, false, fmt.Errorf("open WAL index through the mount: %w", err)
+		}
+		f.fences[name] = shm
+	}
+	if err := ofdLock(shm, unix.F_WRLCK); err != nil {
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
+			return nil, true, nil
+		}
+		return nil, false, fmt.Errorf("lock %s: %w", path, err)
+	}
+	return func() {
+		f.fencesMu.Lock()
+		defer f.fencesMu.Unlock()
+		if f.fences[name] == shm {
+			if err := ofdLock(shm, unix.F_UNLCK); err != nil {
+				f.logger.Error("lift writer fence", "name", name, "err", err)
+			}
+		}
+	}, false, nil
+}
+
+// ofdLock sets (or with F_UNLCK clears) an open file description lock on
+// SQLite's WAL write lock byte, without waiting.
+func ofdLock(shm *os.File, typ int16) error {
+	lk := unix.Flock_t{Type: typ, Whence: 0, Start: walWriteLock, Len: 1}
+	return unix.FcntlFlock(shm.Fd(), unix.F_OFD_SETLK, &lk)
+}
+
+// sameFile reports whether f is still the file at path.
+func sameFile(f *os.File, path string) bool {
+	a, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(path)
+	return err == nil && os.SameFile(a, b)
+}
+
+// dropFences closes every fence descriptor, so that the mount can be
+// unmounted.
+func (f *FS) dropFences() {
+	f.fencesMu.Lock()
+	defer f.fencesMu.Unlock()
+	for name, shm := range f.fences {
+		shm.Close()
+		delete(f.fences, name)
 	}
 }

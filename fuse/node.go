@@ -156,7 +156,10 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		fh.(fs.FileReleaser).Release(ctx)
 		return nil, nil, 0, syscall.EIO
 	}
-	h, errno := chn.handle(fh, role, db, rel)
+	// A WAL created by a reader on a node that does not hold the lease must
+	// not make it try to take the lease: ask only what the node holds now.
+	writable := role == ferry.RoleWAL && db.WALBypassAllowed()
+	h, errno := chn.handle(fh, role, db, rel, writable)
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
@@ -172,16 +175,18 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if err != nil {
 		return nil, 0, toErrno(err)
 	}
+	writable := false
 	if role == ferry.RoleWAL && flags&syscall.O_ACCMODE != syscall.O_RDONLY && !db.IsPlain() {
 		if err := db.CheckWrite(ctx); err != nil {
 			return nil, 0, syscall.EACCES
 		}
+		writable = db.WALBypassAllowed()
 	}
 	fh, fuseFlags, errno := n.LoopbackNode.Open(ctx, flags)
 	if errno != 0 {
 		return nil, 0, errno
 	}
-	h, errno := n.handle(fh, role, db, rel)
+	h, errno := n.handle(fh, role, db, rel, writable)
 	if errno != 0 {
 		return nil, 0, errno
 	}
@@ -247,6 +252,11 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	if role == ferry.RoleDB && !db.IsPlain() {
 		if err := db.CheckRemove(ctx); err != nil {
 			return syscall.EROFS
+		}
+	}
+	if role == ferry.RoleWAL && !db.IsPlain() {
+		if err := db.CatchUpWAL(); err != nil {
+			return syscall.EIO
 		}
 	}
 	if errno := n.LoopbackNode.Unlink(ctx, name); errno != 0 {
@@ -319,6 +329,11 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 				return syscall.EROFS
 			}
 		}
+		if f.role == ferry.RoleWAL {
+			if err := f.db.CatchUpWAL(); err != nil {
+				return syscall.EIO
+			}
+		}
 	}
 	if tracked(toRole, toDB) && toRole == ferry.RoleWAL {
 		n.fsys.logger.Warn("refusing to rename over a write-ahead log: its frames would be commits that were never captured", "from", from, "to", to)
@@ -382,7 +397,10 @@ func childNode(parent *node, name string) *node {
 // Setattr changes attributes; a size change of a database file or journal
 // is reported to the store.
 func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if fh, ok := f.(*file); ok {
+	switch fh := f.(type) {
+	case *file:
+		return fh.Setattr(ctx, in, out)
+	case *walFile:
 		return fh.Setattr(ctx, in, out)
 	}
 	rel := n.Path(n.Root())
@@ -391,6 +409,9 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	if hasSize && role != ferry.RolePlain && !db.IsPlain() && role != ferry.RoleSHM {
 		if err := db.CheckWrite(ctx); err != nil {
 			return syscall.EROFS
+		}
+		if err := db.CatchUpWAL(); err != nil {
+			return syscall.EIO
 		}
 	}
 	if errno := n.LoopbackNode.Setattr(ctx, f, in, out); errno != 0 {

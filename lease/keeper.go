@@ -142,6 +142,20 @@ func (k *Keeper) CheckWrite(ctx context.Context, name string) (uint64, error) {
 	return l.Epoch, nil
 }
 
+// WriteTerm implements ferry.WriteTerm from what the node holds, without
+// asking the authority. A lease stops being valid locally a margin before
+// the authority's expiry, which leaves the store time to fence writers
+// before another node can be granted it.
+func (k *Keeper) WriteTerm(name string) (uint64, time.Time, bool) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	h := k.held[name]
+	if h == nil {
+		return 0, time.Time{}, false
+	}
+	return h.lease.Epoch, h.validUntil, h.ready && time.Now().Before(h.validUntil)
+}
+
 // valid is the write path's fast check: a read lock and a clock read.
 func (k *Keeper) valid(name string) (uint64, bool) {
 	k.mu.RLock()

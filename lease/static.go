@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ferrydb/ferry"
 )
@@ -99,6 +100,15 @@ func (s *Static) CheckWrite(ctx context.Context, name string) (uint64, error) {
 		return 0, fmt.Errorf("%q is written by static primary %q: %w", name, s.primary, ErrHeld)
 	}
 	return s.epoch, nil
+}
+
+// WriteTerm implements ferry.WriteTerm: the static primary's term never
+// ends while it runs.
+func (s *Static) WriteTerm(name string) (uint64, time.Time, bool) {
+	if s.primary != s.node {
+		return 0, time.Time{}, false
+	}
+	return s.epoch, time.Now().Add(time.Hour), true
 }
 
 // Holder implements ferry.LeaseView.

@@ -37,9 +37,15 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 		// A new writer first catches up to the bucket, so a node waking
 		// from a long stop never throws newer history away.
 		CatchUp: rep.CatchUpFunc(store),
-		// A departing writer ships what the bucket lacks while its lease
-		// is still valid, so the next writer can catch up to it.
-		Drain: rep.Sync,
+		// A departing writer first stops the application's writers that
+		// bypass the store, then ships what the bucket lacks while its
+		// lease is still valid, so the next writer can catch up to it.
+		Drain: func(ctx context.Context, name string) error {
+			if err := store.FenceWriters(ctx, name); err != nil {
+				return err
+			}
+			return rep.Sync(ctx, name)
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open leases: %w", err)

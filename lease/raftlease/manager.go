@@ -355,6 +355,9 @@ func (m *Manager) regionUp(region, except string) bool {
 	return false
 }
 
+// WriteTerm implements ferry.WriteTerm.
+func (m *Manager) WriteTerm(name string) (uint64, time.Time, bool) { return m.keeper.WriteTerm(name) }
+
 // CheckWrite implements ferry.WriteGuard.
 func (m *Manager) CheckWrite(ctx context.Context, name string) (uint64, error) {
 	return m.keeper.CheckWrite(ctx, name)

@@ -287,6 +287,9 @@ func (a authority) Revoke(ctx context.Context, l lease.Lease, reserveFor string)
 	return nil
 }
 
+// WriteTerm implements ferry.WriteTerm.
+func (m *Manager) WriteTerm(name string) (uint64, time.Time, bool) { return m.keeper.WriteTerm(name) }
+
 // CheckWrite implements ferry.WriteGuard.
 func (m *Manager) CheckWrite(ctx context.Context, name string) (uint64, error) {
 	return m.keeper.CheckWrite(ctx, name)
