@@ -17,10 +17,14 @@ import (
 //     change set;
 //   - after a clean shutdown the saved checksum index is loaded, so start-up
 //     does not read every page;
-//   - otherwise every page's checksum is recomputed, and if the database is
-//     not at the position its log records (a crash between the write of the
-//     database and the sync of its change set), one change set holding
-//     every page brings the log to the database's state.
+//   - otherwise every page's checksum is recomputed;
+//   - commits in the WAL after the log's position (captured but not yet
+//     durable when Ferry stopped) become one change set each, as if
+//     captured live;
+//   - and if the database is still not at the position its log records (a
+//     crash between the write of the database and the sync of its change
+//     set), one change set holding every page brings the log to the
+//     database's state.
 func (d *DB) open(ctx context.Context) error {
 	d.state = stateDatabase
 	path := d.store.layout.DBPath(d.name)
@@ -42,9 +46,13 @@ func (d *DB) open(ctx context.Context) error {
 		return fmt.Errorf("read database header: %w", err)
 	}
 	pageSize := hdr.pageSize()
-	if err := d.loadWAL(); err != nil {
+	// Follow the WAL only as far as the log has captured it, if the log
+	// says where that is; the commits after it are captured below.
+	stop := d.walLogEnd()
+	if err := d.loadWAL(stop); err != nil {
 		return err
 	}
+	resume := stop != 0 && d.wal.commitOff == stop
 	pageN, err := d.logicalPageCount(hdr)
 	if err != nil {
 		return err
@@ -53,7 +61,27 @@ func (d *DB) open(ctx context.Context) error {
 	if !rolledBack && d.loadIndex(pageSize, pageN) {
 		d.logger.Debug("loaded checksum index", "pos", d.pos)
 	} else {
-		if err := d.recompute(ctx, pageSize, pageN); err != nil {
+		matched, err := d.recompute(ctx, pageSize, pageN, !resume)
+		if err != nil {
+			return err
+		}
+		if resume && !matched {
+			// The database is not where the log and the WAL say: follow
+			// the whole WAL and bring the log to what it holds.
+			resume = false
+			if err := d.loadWAL(0); err != nil {
+				return err
+			}
+			if pageN, err = d.logicalPageCount(hdr); err != nil {
+				return err
+			}
+			if _, err := d.recompute(ctx, pageSize, pageN, true); err != nil {
+				return err
+			}
+		}
+	}
+	if resume {
+		if err := d.captureRestOfWAL(); err != nil {
 			return err
 		}
 	}
@@ -84,9 +112,69 @@ func (d *DB) logicalPageCount(hdr dbHeader) (uint32, error) {
 	return uint32(fi.Size() / int64(hdr.pageSize())), nil
 }
 
+// walLogEnd returns the offset in the current WAL up to which the log has
+// captured its commits, or 0 when the log does not say: its newest change
+// set records the stretch of the WAL it came from, and a WAL whose
+// generation differs was restarted after a checkpoint, which syncs the WAL
+// and with it every change set captured before, so the log ends at the new
+// generation's beginning. A wrong answer costs nothing but time: the
+// database's checksum at that point must match the log's.
+func (d *DB) walLogEnd() int64 {
+	if d.pos.TXID == 0 {
+		return 0
+	}
+	f, err := os.Open(d.store.layout.DBPath(d.name) + "-wal")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	b := make([]byte, walHeaderSize)
+	if n, _ := f.ReadAt(b, 0); n < walHeaderSize {
+		return 0
+	}
+	h, ok := parseWALHeader(b)
+	if !ok {
+		return 0
+	}
+	last := d.lastHdr
+	if last.WALOffset == 0 {
+		// The log's newest change set did not come from a WAL: frames
+		// there may be ones a checkpoint already put in the database.
+		return 0
+	}
+	if last.WALSalt1 == h.salt1 && last.WALSalt2 == h.salt2 {
+		return last.WALOffset + last.WALSize
+	}
+	return walHeaderSize
+}
+
+// captureRestOfWAL captures every transaction committed to the WAL after
+// the point the store follows it from, one change set each.
+func (d *DB) captureRestOfWAL() error {
+	f, err := os.Open(d.store.layout.DBPath(d.name) + "-wal")
+	if err != nil {
+		return fmt.Errorf("open WAL: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("stat WAL: %w", err)
+	}
+	d.wal.maxEnd = fi.Size()
+	before := d.pos.TXID
+	if err := d.scanWAL(f); err != nil {
+		return err
+	}
+	if n := d.pos.TXID - before; n > 0 {
+		d.logger.Info("captured commits from the WAL that the log lacked", "commits", n, "pos", d.pos)
+	}
+	return nil
+}
+
 // loadWAL reads an existing WAL and follows it from its last committed
-// frame.
-func (d *DB) loadWAL() error {
+// frame, or, when stop is not zero, from the commit that ends at stop if
+// there is one.
+func (d *DB) loadWAL(stop int64) error {
 	d.wal.reset()
 	f, err := os.Open(d.store.layout.DBPath(d.name) + "-wal")
 	if os.IsNotExist(err) {
@@ -111,7 +199,7 @@ func (d *DB) loadWAL() error {
 	w.startGeneration(h)
 	fs := w.frameSize()
 	buf := make([]byte, fs)
-	for w.scanOff+fs <= fi.Size() {
+	for w.scanOff+fs <= fi.Size() && w.commitOff != stop {
 		if _, err := f.ReadAt(buf, w.scanOff); err != nil {
 			return fmt.Errorf("read WAL: %w", err)
 		}
@@ -144,21 +232,21 @@ func (d *DB) loadWAL() error {
 	return nil
 }
 
-// recompute reads every page, rebuilds the checksum index and, if the
-// database is not where its log says, writes a change set that brings the
-// log there.
-func (d *DB) recompute(ctx context.Context, pageSize, pageN uint32) error {
+// recompute reads every page and rebuilds the checksum index. It reports
+// whether the database is where its log says; if it is not and snapshot is
+// set, it writes a change set that brings the log there.
+func (d *DB) recompute(ctx context.Context, pageSize, pageN uint32, snapshot bool) (matched bool, err error) {
 	sums := make([]ltx.Checksum, pageN)
 	var sum ltx.Checksum
 	const batch = 1024
 	for start := uint32(1); start <= pageN; start += batch {
 		if err := ctx.Err(); err != nil {
-			return err
+			return false, err
 		}
 		end := min(start+batch-1, pageN)
 		pages, err := d.readLogicalPages(pageRange(start, end), pageSize)
 		if err != nil {
-			return err
+			return false, err
 		}
 		for _, p := range pages {
 			c := ltx.ChecksumPage(p.pgno, p.data)
@@ -168,10 +256,10 @@ func (d *DB) recompute(ctx context.Context, pageSize, pageN uint32) error {
 	}
 	if d.pos.TXID != 0 && ltx.ChecksumFlag|sum == d.pos.PostApplyChecksum {
 		d.sums, d.sum, d.pageSize, d.pageN = sums, sum, pageSize, pageN
-		return nil
+		return true, nil
 	}
-	if pageN == 0 {
-		return nil
+	if !snapshot || pageN == 0 {
+		return false, nil
 	}
 	if d.pos.TXID != 0 {
 		d.logger.Warn("database does not match its log; writing a change set with every page",
@@ -179,7 +267,7 @@ func (d *DB) recompute(ctx context.Context, pageSize, pageN uint32) error {
 	}
 	pages, err := d.readLogicalPages(allPages(pageSize, pageN), pageSize)
 	if err != nil {
-		return err
+		return false, err
 	}
 	cs := changeSet{pageSize: pageSize, commit: pageN, pages: pages, full: true}
 	if d.wal.hdrOK && d.wal.commitOff > walHeaderSize {
@@ -188,7 +276,7 @@ func (d *DB) recompute(ctx context.Context, pageSize, pageN uint32) error {
 		cs.walOffset, cs.walSize = walHeaderSize, d.wal.commitOff-walHeaderSize
 		cs.walSalt1, cs.walSalt2 = d.wal.hdr.salt1, d.wal.hdr.salt2
 	}
-	return d.writeChangeSet(cs, true)
+	return false, d.writeChangeSet(cs, true)
 }
 
 // pageRange lists pages start to end.

@@ -49,7 +49,7 @@ func VerifyFiles(ctx context.Context, layout Layout, name string) (Pos, ltx.Chec
 	if err != nil || !hdr.valid() {
 		return pos, 0, fmt.Errorf("read database header: %w", errors.Join(err, errors.New("not a SQLite database")))
 	}
-	if err := d.loadWAL(); err != nil {
+	if err := d.loadWAL(0); err != nil {
 		return pos, 0, err
 	}
 	pageN, err := d.logicalPageCount(hdr)
