@@ -8,6 +8,7 @@ import (
 	"github.com/ferrydb/ferry"
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 )
 
 // file is an open database, journal, WAL or SHM file, or a plain file
@@ -105,7 +106,7 @@ func (h *file) Write(ctx context.Context, data []byte, off int64) (uint32, sysca
 // Fsync syncs the backing file, and with it the change sets the
 // application's sync covers.
 func (h *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	if errno := h.lf.Fsync(ctx, flags); errno != 0 {
+	if errno := syncBacking(h.lf, flags); errno != 0 {
 		return errno
 	}
 	if !h.tracked() {
@@ -185,4 +186,22 @@ func (h *file) Allocate(ctx context.Context, off uint64, sz uint64, mode uint32)
 		}
 	}
 	return h.lf.Allocate(ctx, off, sz, mode)
+}
+
+// fsyncDataOnly is FUSE_FSYNC_FDATASYNC: the application called fdatasync.
+const fsyncDataOnly = 1
+
+// syncBacking flushes the backing file the way the application asked.
+// go-fuse's loopback always does a full fsync; fdatasync, which SQLite
+// uses, skips the journal commit for the file's times on filesystems such
+// as ext4 when the file's size and blocks did not change.
+func syncBacking(lf *fs.LoopbackFile, flags uint32) syscall.Errno {
+	fd, ok := lf.PassthroughFd()
+	if !ok {
+		return syscall.EBADF
+	}
+	if flags&fsyncDataOnly != 0 {
+		return fs.ToErrno(unix.Fdatasync(fd))
+	}
+	return fs.ToErrno(unix.Fsync(fd))
 }

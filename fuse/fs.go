@@ -104,12 +104,9 @@ func Mount(store *ferry.Store, opts Options) (*FS, error) {
 	mopts := &fs.Options{
 		MountOptions: fuse.MountOptions{
 			AllowOther: opts.AllowOther,
-			// With allow_other every user reaches the files, and Ferry runs
-			// as root: let the kernel enforce their owners and modes.
-			Options: []string{"default_permissions"},
-			Debug:   opts.Debug,
-			FsName:  "ferry",
-			Name:    "ferry",
+			Debug:      opts.Debug,
+			FsName:     "ferry",
+			Name:       "ferry",
 			// Mount with mount(2) when running as root, so that no
 			// fusermount binary is needed; go-fuse falls back to
 			// fusermount otherwise.
@@ -129,6 +126,14 @@ func Mount(store *ferry.Store, opts Options) (*FS, error) {
 		NullPermissions: true,
 		AttrTimeout:     &timeout,
 		NegativeTimeout: &timeout,
+	}
+	if opts.AllowOther {
+		// With allow_other every user reaches the files, and Ferry runs as
+		// root: let the kernel enforce their owners and modes. Without it
+		// only the user who mounted reaches them, and the checks would cost
+		// a round trip for a directory's attributes after every file
+		// created or removed in it.
+		mopts.MountOptions.Options = append(mopts.MountOptions.Options, "default_permissions")
 	}
 	if opts.Debug {
 		mopts.Logger = log.New(os.Stderr, "fuse: ", 0)

@@ -47,7 +47,7 @@ func (w *walFile) Write(ctx context.Context, data []byte, off int64) (uint32, sy
 
 // Fsync syncs the WAL, and with it every change set it holds.
 func (w *walFile) Fsync(ctx context.Context, flags uint32) syscall.Errno {
-	if errno := w.LoopbackFile.Fsync(ctx, flags); errno != 0 {
+	if errno := syncBacking(w.LoopbackFile, flags); errno != 0 {
 		return errno
 	}
 	if err := w.db.WALSynced(); err != nil {
