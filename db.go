@@ -118,6 +118,25 @@ func (d *DB) CheckRemove(ctx context.Context) error {
 	return d.store.checkWrite(ctx, d.name)
 }
 
+// CheckRename returns an error when renaming the database's file now
+// would lose something: a rollback-journal transaction is in progress, or
+// the database has a WAL, whose frames stay under the old name.
+func (d *DB) CheckRename() error {
+	d.mu.Lock()
+	active, bypassed := d.journalActive, d.follow.handles > 0
+	d.mu.Unlock()
+	if active {
+		return errors.New("a transaction is in progress")
+	}
+	if bypassed {
+		return errors.New("its WAL is open")
+	}
+	if _, err := os.Stat(d.store.layout.DBPath(d.name) + "-wal"); err == nil {
+		return errors.New("it has a WAL")
+	}
+	return nil
+}
+
 // CheckWrite returns an error wrapping ErrReadOnly when this node may not
 // write the database now.
 func (d *DB) CheckWrite(ctx context.Context) error {

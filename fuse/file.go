@@ -3,6 +3,7 @@ package fuse
 import (
 	"context"
 	"os"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/ferrydb/ferry"
@@ -18,13 +19,20 @@ import (
 // descriptor: the kernel would then write to the backing file directly and
 // the store would miss the commit.
 type file struct {
-	lf   *fs.LoopbackFile
-	f    *os.File
+	lf    *fs.LoopbackFile
+	f     *os.File
+	name  string
+	fsys  *FS
+	node  *node
+	class atomic.Pointer[fileClass]
+}
+
+// fileClass is what the store takes a file to be, as of the node's
+// rename generation gen.
+type fileClass struct {
 	role ferry.FileRole
 	db   *ferry.DB
-	name string
-	fsys *FS
-	node *node
+	gen  uint64
 }
 
 var (
@@ -52,12 +60,44 @@ func (f *FS) newFile(lf *fs.LoopbackFile, role ferry.FileRole, db *ferry.DB, nam
 	if fd >= 0 {
 		osf = os.NewFile(uintptr(fd), name)
 	}
-	return &file{lf: lf, f: osf, role: role, db: db, name: name, fsys: f, node: n}
+	h := &file{lf: lf, f: osf, name: name, fsys: f, node: n}
+	c := &fileClass{role: role, db: db}
+	if n != nil {
+		c.gen = n.renames.Load()
+	}
+	h.class.Store(c)
+	return h
 }
 
-// tracked reports whether writes to the file change a database.
-func (h *file) tracked() bool {
-	return h.db != nil && h.role != ferry.RoleSHM && !h.db.IsPlain() && (h.node == nil || !h.node.detached.Load())
+// classify returns what the file is now. A handle was classified under
+// the name it was opened by; after its file is renamed, writes through it
+// count for whatever the file is under its new name, and for nothing once
+// a rename replaced it.
+func (h *file) classify() (ferry.FileRole, *ferry.DB) {
+	c := h.class.Load()
+	if h.node == nil {
+		return c.role, c.db
+	}
+	if gen := h.node.renames.Load(); gen != c.gen {
+		c = &fileClass{role: ferry.RolePlain, gen: gen}
+		if !h.node.replaced.Load() {
+			if role, db, err := h.fsys.store.Classify(h.node.Path(h.node.Root())); err == nil && db != nil {
+				c.role, c.db = role, db
+			}
+		}
+		h.class.Store(c)
+	}
+	return c.role, c.db
+}
+
+// tracked returns the database that writes to the file change, with the
+// file's role in it, or nil.
+func (h *file) tracked() (ferry.FileRole, *ferry.DB) {
+	role, db := h.classify()
+	if db == nil || role == ferry.RoleSHM || role == ferry.RolePlain || db.IsPlain() {
+		return role, nil
+	}
+	return role, db
 }
 
 // Read reads from the backing file.
@@ -68,16 +108,17 @@ func (h *file) Read(ctx context.Context, buf []byte, off int64) (fuse.ReadResult
 // Write checks that the database may be written here, writes, and tells
 // the store.
 func (h *file) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	if !h.tracked() {
+	role, db := h.tracked()
+	if db == nil {
 		return h.lf.Write(ctx, data, off)
 	}
-	if err := h.db.CheckWrite(ctx); err != nil {
+	if err := db.CheckWrite(ctx); err != nil {
 		h.fsys.logger.Debug("refusing write to read-only database", "name", h.name, "err", err)
 		return 0, syscall.EROFS
 	}
-	if h.role == ferry.RoleDB {
+	if role == ferry.RoleDB {
 		// A checkpoint: it must not overtake commits still unread in the WAL.
-		if err := h.db.CatchUpWAL(); err != nil {
+		if err := db.CatchUpWAL(); err != nil {
 			return 0, syscall.EIO
 		}
 	}
@@ -87,14 +128,14 @@ func (h *file) Write(ctx context.Context, data []byte, off int64) (uint32, sysca
 	}
 	data = data[:n]
 	var err error
-	switch h.role {
+	switch role {
 	case ferry.RoleDB:
-		h.db.DBWritten(off, data)
+		db.DBWritten(off, data)
 	case ferry.RoleJournal:
-		err = h.db.JournalWritten(off, data)
+		err = db.JournalWritten(off, data)
 	case ferry.RoleWAL:
 		if h.f != nil {
-			err = h.db.WALWritten(h.f, off, data)
+			err = db.WALWritten(h.f, off, data)
 		}
 	}
 	if err != nil {
@@ -109,15 +150,16 @@ func (h *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	if errno := syncBacking(h.lf, flags); errno != 0 {
 		return errno
 	}
-	if !h.tracked() {
+	role, db := h.tracked()
+	if db == nil {
 		return 0
 	}
 	var err error
-	switch h.role {
+	switch role {
 	case ferry.RoleDB:
-		err = h.db.DBSynced()
+		err = db.DBSynced()
 	case ferry.RoleWAL:
-		err = h.db.WALSynced()
+		err = db.WALSynced()
 	}
 	if err != nil {
 		return syscall.EIO
@@ -129,8 +171,8 @@ func (h *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 // When an application closes a database, its change sets are written to
 // the LTX log right away rather than with the next group.
 func (h *file) Flush(ctx context.Context) syscall.Errno {
-	if h.role == ferry.RoleDB && h.db != nil && !h.db.IsPlain() {
-		if err := h.db.Sync(); err != nil {
+	if role, db := h.tracked(); role == ferry.RoleDB && db != nil {
+		if err := db.Sync(); err != nil {
 			h.fsys.logger.Error("write change sets", "name", h.name, "err", err)
 		}
 	}
@@ -156,11 +198,12 @@ func (h *file) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
 // Setattr changes attributes; a size change is reported to the store.
 func (h *file) Setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	size, hasSize := in.GetSize()
-	if hasSize && h.tracked() {
-		if err := h.db.CheckWrite(ctx); err != nil {
+	role, db := h.tracked()
+	if hasSize && db != nil {
+		if err := db.CheckWrite(ctx); err != nil {
 			return syscall.EROFS
 		}
-		if err := h.db.CatchUpWAL(); err != nil {
+		if err := db.CatchUpWAL(); err != nil {
 			return syscall.EIO
 		}
 	}
@@ -168,7 +211,7 @@ func (h *file) Setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.AttrOu
 		return errno
 	}
 	if hasSize {
-		return truncated(h.role, h.db, int64(size))
+		return truncated(role, db, int64(size))
 	}
 	return 0
 }
@@ -180,8 +223,8 @@ func (h *file) Lseek(ctx context.Context, off uint64, whence uint32) (uint64, sy
 
 // Allocate preallocates space; it does not change content.
 func (h *file) Allocate(ctx context.Context, off uint64, sz uint64, mode uint32) syscall.Errno {
-	if h.tracked() {
-		if err := h.db.CheckWrite(ctx); err != nil {
+	if _, db := h.tracked(); db != nil {
+		if err := db.CheckWrite(ctx); err != nil {
 			return syscall.EROFS
 		}
 	}

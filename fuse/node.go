@@ -22,9 +22,11 @@ type node struct {
 	*fs.LoopbackNode
 	fsys  *FS
 	modes openModes
-	// detached is set when the file was renamed away from the name its
-	// open handles were classified under.
-	detached atomic.Bool
+	// renames counts the renames that moved or replaced the file: open
+	// handles classify it again under its new name (see file.classify).
+	renames atomic.Uint64
+	// replaced is set when a rename replaced the file: it has no name.
+	replaced atomic.Bool
 }
 
 var (
@@ -282,11 +284,15 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 // any filesystem, and the store is told what the move means: a journal
 // moved away is gone, which commits the transaction as a deletion does,
 // and a journal moved in that starts with a journal header is hot, so the
-// rollback SQLite makes from it is captured like a transaction. A database
-// file keeps its name, since the store keeps its history by name: renaming
-// one, or renaming over one, fails with EXDEV, and tools such as mv then
-// copy and delete, which the store captures. A file moved over a WAL is
-// refused: its frames would be commits the store never saw.
+// rollback SQLite makes from it is captured like a transaction. The store
+// keeps a database's history by name, so a database renamed is deleted
+// under its old name and taken as a new database, with a change set of
+// every page, under its new one; the file keeps its inode, so connections
+// that have it open notice the move as SQLite expects. A database with a
+// transaction in progress or a WAL, and a directory that is not empty,
+// are not renamed (EXDEV): tools such as mv then copy and delete, which
+// the store captures. A file moved over a WAL is refused: its frames would
+// be commits the store never saw.
 func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	np, ok := newParent.(*node)
 	if !ok {
@@ -315,10 +321,6 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 		if !tracked(f.role, f.db) {
 			continue
 		}
-		if f.role == ferry.RoleDB && f.db.IsDatabase() {
-			n.fsys.logger.Warn("refusing to rename a database file: its history is kept under its name; copy and delete it instead", "from", from, "to", to)
-			return syscall.EXDEV
-		}
 		if flags&renameExchange != 0 {
 			n.fsys.logger.Warn("refusing to exchange a database's companion file", "from", from, "to", to)
 			return syscall.EPERM
@@ -334,6 +336,18 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 				return syscall.EIO
 			}
 		}
+		if f.role == ferry.RoleDB && f.db.IsDatabase() {
+			if err := f.db.CheckRemove(ctx); err != nil {
+				return syscall.EROFS
+			}
+			if err := f.db.CheckRename(); err != nil {
+				n.fsys.logger.Warn("not renaming a database in use; copy and delete it instead", "from", from, "to", to, "err", err)
+				return syscall.EXDEV
+			}
+		}
+	}
+	if errno := n.fsys.checkDirRename(from); errno != 0 {
+		return errno
 	}
 	if tracked(toRole, toDB) && toRole == ferry.RoleWAL {
 		n.fsys.logger.Warn("refusing to rename over a write-ahead log: its frames would be commits that were never captured", "from", from, "to", to)
@@ -344,12 +358,11 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 		return errno
 	}
 	if replaced != nil && replaced != moved {
-		replaced.detached.Store(true)
+		replaced.replaced.Store(true)
+		replaced.renames.Add(1)
 	}
 	if moved != nil {
-		// Handles opened under the old name keep their role; writes through
-		// them must not count for a database the file no longer belongs to.
-		moved.detached.Store(!tracked(toRole, toDB) || toRole != fromRole || toDB != fromDB)
+		moved.renames.Add(1)
 	}
 	if tracked(fromRole, fromDB) {
 		switch fromRole {
@@ -367,18 +380,45 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 			return syscall.EIO
 		}
 	}
-	// Neither name is what the store knew it as any more; it looks again
-	// at the next use. Only database candidates and plain files get here.
+	// Neither name is what the store knew it as any more. A database under
+	// the new name is taken up now, so that its history starts with the
+	// rename rather than with its next write.
 	if fromRole == ferry.RoleDB || fromRole == ferry.RolePlain {
 		n.fsys.store.Forget(from)
 	}
 	if toRole == ferry.RoleDB || toRole == ferry.RolePlain {
 		n.fsys.store.Forget(to)
 	}
-	if role, db, err := n.fsys.store.Classify(to); err == nil && role == ferry.RoleJournal && !db.IsPlain() {
+	role, db, err := n.fsys.store.Classify(to)
+	if err != nil {
+		n.fsys.logger.Error("take up renamed file", "name", to, "err", err)
+		return syscall.EIO
+	}
+	if role == ferry.RoleJournal && !db.IsPlain() {
 		if err := db.JournalMovedIn(n.fsys.store.Layout().DBPath(to)); err != nil {
 			return syscall.EIO
 		}
+	}
+	return 0
+}
+
+// checkDirRename refuses to rename a directory that is not empty: the
+// databases in it would change names without the store moving their
+// histories. mv then copies the tree and deletes it, which the store
+// captures.
+func (f *FS) checkDirRename(from string) syscall.Errno {
+	dir, err := os.Open(f.store.Layout().DBPath(from))
+	if err != nil {
+		return 0 // gone, or not a directory: the rename itself says
+	}
+	defer dir.Close()
+	fi, err := dir.Stat()
+	if err != nil || !fi.IsDir() {
+		return 0
+	}
+	if names, _ := dir.Readdirnames(1); len(names) > 0 {
+		f.logger.Warn("not renaming a directory that is not empty; copy and delete it instead", "dir", from)
+		return syscall.EXDEV
 	}
 	return 0
 }
