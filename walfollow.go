@@ -88,14 +88,6 @@ func (d *DB) WALBypassed() bool {
 	return d.follow.handles > 0
 }
 
-// WALFenced reports whether the store holds the database's WAL writers
-// out because this node may not write it.
-func (d *DB) WALFenced() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.follow.unfence != nil
-}
-
 // CatchUpWAL captures every transaction committed to a WAL that bypasses
 // the store. The mount calls it before it changes the WAL or the database
 // file in a way that could lose frames not read yet.
@@ -184,6 +176,12 @@ func (d *DB) closeWALReaderLocked() {
 // node may no longer write, and lifts the fence under a new lease. An idle
 // WAL is looked at less and less often.
 func (d *DB) pollWAL() {
+	d.mu.Lock()
+	bypassed := d.follow.handles > 0
+	d.mu.Unlock()
+	if !bypassed {
+		return
+	}
 	epoch, writable := d.store.writeTerm(d.name)
 	d.mu.Lock()
 	fw := &d.follow
@@ -221,73 +219,6 @@ func (d *DB) pollWAL() {
 	}
 	fw.idle++
 	fw.skip = min(fw.idle, walPollMaxSkip)
-}
-
-// fence tries once to keep the WAL's writers out, and captures what they
-// committed before. It reports whether the fence is up; false with a nil
-// error means a writer holds the lock now. It must be called without d.mu:
-// taking the lock goes through the mount, which looks the database up.
-func (d *DB) fence(epoch uint64) (bool, error) {
-	d.store.mu.Lock()
-	wf, ok := d.store.locker.(WriterFence)
-	d.store.mu.Unlock()
-	if !ok {
-		return false, errors.New("no writer fence: the store is not mounted")
-	}
-	unfence, busy, err := wf.FenceWriters(d.name)
-	if err != nil || busy {
-		if err != nil {
-			d.logger.Error("fence WAL writers", "err", err)
-		}
-		return false, err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.follow.unfence != nil || d.follow.handles == 0 {
-		unfence() // fenced meanwhile, or nothing left to fence
-		return d.follow.unfence != nil, nil
-	}
-	d.follow.unfence, d.follow.fencedEpoch = unfence, epoch
-	d.logger.Info("fenced WAL writers: this node may not write the database", "epoch", epoch)
-	if err := d.catchUpWALLocked(); err != nil {
-		return true, err
-	}
-	return true, nil
-}
-
-// FenceWriters keeps out every writer of database name that could write
-// past the store, and captures what they committed; the lease layer calls
-// it before giving up a lease. It waits for a writer in the middle of a
-// transaction until ctx ends. A database with no such writers needs no
-// fence.
-func (s *Store) FenceWriters(ctx context.Context, name string) error {
-	db := s.DB(name)
-	if db == nil {
-		return nil
-	}
-	epoch, _ := s.writeTerm(name)
-	wait := time.Millisecond
-	for {
-		db.mu.Lock()
-		done := db.follow.handles == 0 || db.follow.unfence != nil
-		db.mu.Unlock()
-		if done {
-			return db.CatchUpWAL()
-		}
-		up, err := db.fence(epoch)
-		if err != nil {
-			return fmt.Errorf("fence writers of %q: %w", name, err)
-		}
-		if up {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("fence writers of %q: a transaction is still open: %w", name, ctx.Err())
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 50*time.Millisecond)
-	}
 }
 
 // walPollLoop looks for new commits in every WAL that bypasses the store.
