@@ -57,10 +57,10 @@ func (d *DB) fence(epoch uint64) (bool, error) {
 }
 
 // FenceWriters keeps out every writer of database name that could write
-// past the store, and captures what they committed; the lease layer calls
-// it before giving up a lease. It waits for a writer in the middle of a
-// transaction until ctx ends. A database with no such writers needs no
-// fence.
+// past the store, and writes everything committed so far to the local LTX
+// log; the lease layer calls it before giving up a lease, so that the
+// drain that follows ships the last commits. It waits for a writer in the
+// middle of a transaction until ctx ends.
 func (s *Store) FenceWriters(ctx context.Context, name string) error {
 	db := s.DB(name)
 	if db == nil {
@@ -73,14 +73,14 @@ func (s *Store) FenceWriters(ctx context.Context, name string) error {
 		done := db.follow.handles == 0 || db.follow.unfence != nil
 		db.mu.Unlock()
 		if done {
-			return db.CatchUpWAL()
+			break
 		}
 		up, err := db.fence(epoch)
 		if err != nil {
 			return fmt.Errorf("fence writers of %q: %w", name, err)
 		}
 		if up {
-			return nil
+			break
 		}
 		select {
 		case <-ctx.Done():
@@ -89,4 +89,8 @@ func (s *Store) FenceWriters(ctx context.Context, name string) error {
 		}
 		wait = min(2*wait, 50*time.Millisecond)
 	}
+	if err := db.Sync(); err != nil {
+		return fmt.Errorf("write the last change sets of %q: %w", name, err)
+	}
+	return nil
 }

@@ -38,8 +38,9 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 		// from a long stop never throws newer history away.
 		CatchUp: rep.CatchUpFunc(store),
 		// A departing writer first stops the application's writers that
-		// bypass the store, then ships what the bucket lacks while its
-		// lease is still valid, so the next writer can catch up to it.
+		// bypass the store and writes every commit to its local log, then
+		// ships what the bucket lacks while its lease is still valid, so
+		// the next writer can catch up to it.
 		Drain: func(ctx context.Context, name string) error {
 			if err := store.FenceWriters(ctx, name); err != nil {
 				return err
