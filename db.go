@@ -499,14 +499,6 @@ func (d *DB) Sync() error {
 	return d.flushLocked()
 }
 
-// Persist makes every captured change set durable (in the pending log if
-// it is not in the LTX log yet).
-func (d *DB) Persist() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.persistLocked()
-}
-
 // syncLocked writes the queued change sets to the LTX log.
 func (d *DB) syncLocked() error { return d.flushLocked() }
 

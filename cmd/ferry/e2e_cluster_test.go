@@ -45,20 +45,29 @@ func holderOf(rep statusReport, name string) (string, uint64) {
 	return "", 0
 }
 
-// TestE2EClusterFailover runs three `ferry mount` processes on 127.0.0.1-3
-// with Raft leases and one bucket. The first writer takes the lease; when it
-// is killed, another node restores the database from the bucket and takes
-// the lease over with a higher epoch after the TTL.
-func TestE2EClusterFailover(t *testing.T) {
-	bucket := filepath.Join(t.TempDir(), "bucket")
-	addrs := []string{freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.2"), freeAddr(t, "127.0.0.3")}
+// raftCluster is `ferry mount` processes on 127.0.0.1, .2, ... with Raft
+// leases and one file bucket.
+type raftCluster struct {
+	t      *testing.T
+	nodes  []*testMount
+	bucket string
+}
+
+// startRaftCluster starts n nodes, node1 to nodeN, with the lease TTL ttl,
+// and waits until they have a leader.
+func startRaftCluster(t *testing.T, n int, ttl string) *raftCluster {
+	t.Helper()
+	c := &raftCluster{t: t, bucket: filepath.Join(t.TempDir(), "bucket")}
+	var addrs []string
+	for i := range n {
+		addrs = append(addrs, freeAddr(t, fmt.Sprintf("127.0.0.%d", i+1)))
+	}
 	peers := `["` + strings.Join(addrs, `", "`) + `"]`
-	var nodes []*testMount
 	for i, addr := range addrs {
-		nodes = append(nodes, startMountWith(t, fmt.Sprintf(`lease:
+		c.nodes = append(c.nodes, startMountWith(t, fmt.Sprintf(`lease:
   type: raft
   node: node%d
-  ttl: 1s
+  ttl: %s
   acquire-timeout: 3s
   raft:
     bind: %q
@@ -70,26 +79,39 @@ bucket:
   path: %q
   upload-interval: 100ms
   follow-interval: -1s
-`, i+1, addr, peers, bucket)))
+`, i+1, ttl, addr, peers, c.bucket)))
 	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				var outs string
-				for i, n := range nodes {
-					outs += fmt.Sprintf("node%d:\n%s\n", i+1, n.output)
-				}
-				t.Fatalf("%s\n%s", what, outs)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	waitFor("no leader with three members", func() bool {
-		rep, err := clusterStatus(nodes[0])
-		return err == nil && rep.Leader != "" && len(rep.Members) == 3
+	c.waitFor("no leader with every member", func() bool {
+		rep, err := clusterStatus(c.nodes[0])
+		return err == nil && rep.Leader != "" && len(rep.Members) == n
 	})
+	return c
+}
+
+// waitFor polls cond for up to 30 seconds, and fails with every node's
+// output when it never holds.
+func (c *raftCluster) waitFor(what string, cond func() bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			var outs string
+			for i, n := range c.nodes {
+				outs += fmt.Sprintf("node%d:\n%s\n", i+1, n.output)
+			}
+			c.t.Fatalf("%s\n%s", what, outs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestE2EClusterFailover runs three `ferry mount` processes on 127.0.0.1-3
+// with Raft leases and one bucket. The first writer takes the lease; when it
+// is killed, another node restores the database from the bucket and takes
+// the lease over with a higher epoch after the TTL.
+func TestE2EClusterFailover(t *testing.T) {
+	c := startRaftCluster(t, 3, "1s")
+	nodes, bucket, waitFor := c.nodes, c.bucket, c.waitFor
 
 	sqlite := func(m *testMount, sql string) (string, error) {
 		out, err := exec.Command("sqlite3", "-cmd", ".timeout 5000", m.Path("shop.db"), sql).CombinedOutput()

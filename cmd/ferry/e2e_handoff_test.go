@@ -78,42 +78,8 @@ func (s *sqlShell) exec(t *testing.T, stmt string) string {
 // fences it before it lets the lease go: its next write fails without
 // changing anything, and node2 carries on from node1's last commit.
 func TestE2EHandoffFencesWALWriter(t *testing.T) {
-	bucket := filepath.Join(t.TempDir(), "bucket")
-	addrs := []string{freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.2")}
-	peers := `["` + strings.Join(addrs, `", "`) + `"]`
-	var nodes []*testMount
-	for i, addr := range addrs {
-		nodes = append(nodes, startMountWith(t, fmt.Sprintf(`lease:
-  type: raft
-  node: node%d
-  ttl: 2s
-  acquire-timeout: 3s
-  raft:
-    bind: %q
-    peers: %s
-    heartbeat-timeout: 500ms
-    election-timeout: 500ms
-bucket:
-  type: file
-  path: %q
-  upload-interval: 100ms
-  follow-interval: -1s
-`, i+1, addr, peers, bucket)))
-	}
-	waitFor := func(what string, cond func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s\nnode1:\n%s\nnode2:\n%s", what, nodes[0].output, nodes[1].output)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	waitFor("no leader with two members", func() bool {
-		rep, err := clusterStatus(nodes[0])
-		return err == nil && rep.Leader != "" && len(rep.Members) == 2
-	})
+	c := startRaftCluster(t, 2, "2s")
+	nodes, waitFor := c.nodes, c.waitFor
 
 	app := startSQLShell(t, nodes[0].Path("shop.db"))
 	for _, stmt := range []string{"CREATE TABLE t(x)", "INSERT INTO t VALUES (1)", "INSERT INTO t VALUES (2)"} {
