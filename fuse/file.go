@@ -197,23 +197,8 @@ func (h *file) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
 
 // Setattr changes attributes; a size change is reported to the store.
 func (h *file) Setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	size, hasSize := in.GetSize()
 	role, db := h.tracked()
-	if hasSize && db != nil {
-		if err := db.CheckWrite(ctx); err != nil {
-			return syscall.EROFS
-		}
-		if err := db.CatchUpWAL(); err != nil {
-			return syscall.EIO
-		}
-	}
-	if errno := h.lf.Setattr(ctx, in, out); errno != 0 {
-		return errno
-	}
-	if hasSize {
-		return truncated(role, db, int64(size))
-	}
-	return 0
+	return resize(ctx, role, db, in, func() syscall.Errno { return h.lf.Setattr(ctx, in, out) })
 }
 
 // Lseek supports SEEK_DATA and SEEK_HOLE.

@@ -443,10 +443,20 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 	case *walFile:
 		return fh.Setattr(ctx, in, out)
 	}
-	rel := n.Path(n.Root())
-	role, db, _ := n.fsys.store.Classify(rel)
+	role, db, _ := n.fsys.store.Classify(n.Path(n.Root()))
+	if role == ferry.RolePlain || role == ferry.RoleSHM || db.IsPlain() {
+		db = nil
+	}
+	return resize(ctx, role, db, in, func() syscall.Errno { return n.LoopbackNode.Setattr(ctx, f, in, out) })
+}
+
+// resize changes attributes with apply. A size change of a file of
+// database db (nil for a file no database tracks) must be allowed here,
+// captures the WAL's commits first, since a truncate could drop frames not
+// read yet, and is reported to the store.
+func resize(ctx context.Context, role ferry.FileRole, db *ferry.DB, in *fuse.SetAttrIn, apply func() syscall.Errno) syscall.Errno {
 	size, hasSize := in.GetSize()
-	if hasSize && role != ferry.RolePlain && !db.IsPlain() && role != ferry.RoleSHM {
+	if hasSize && db != nil {
 		if err := db.CheckWrite(ctx); err != nil {
 			return syscall.EROFS
 		}
@@ -454,7 +464,7 @@ func (n *node) Setattr(ctx context.Context, f fs.FileHandle, in *fuse.SetAttrIn,
 			return syscall.EIO
 		}
 	}
-	if errno := n.LoopbackNode.Setattr(ctx, f, in, out); errno != 0 {
+	if errno := apply(); errno != 0 {
 		return errno
 	}
 	if hasSize {

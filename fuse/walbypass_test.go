@@ -2,6 +2,7 @@ package fuse_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"sync"
@@ -39,6 +40,19 @@ func (g *termGuard) set(writable bool, epoch uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.writable, g.epoch = writable, epoch
+}
+
+// mountLeasedWAL mounts a store whose writes are allowed by a termGuard
+// holding epoch 1, and opens database name in WAL mode with a table t and a
+// short busy timeout, so that a fenced write fails at once.
+func mountLeasedWAL(t *testing.T, name string) (*testMount, *termGuard, *sql.DB) {
+	t.Helper()
+	guard := &termGuard{writable: true, epoch: 1}
+	m := mount(t, t.TempDir(), func(s *ferry.Store) { s.SetWriteGuard(guard) })
+	db := openDB(t, m.path(name), "wal", "normal")
+	mustExec(t, db, "PRAGMA busy_timeout=20")
+	mustExec(t, db, "CREATE TABLE t (v TEXT)")
+	return m, guard, db
 }
 
 // TestWALBypassCapturesEveryCommit writes a WAL that bypasses the store,
@@ -82,11 +96,7 @@ func TestWALBypassCapturesEveryCommit(t *testing.T) {
 // the connection's writes, which fail without changing anything, and a new
 // lease lifts the fence.
 func TestWALBypassFence(t *testing.T) {
-	guard := &termGuard{writable: true, epoch: 1}
-	m := mount(t, t.TempDir(), func(s *ferry.Store) { s.SetWriteGuard(guard) })
-	db := openDB(t, m.path("fence.db"), "wal", "normal")
-	mustExec(t, db, "PRAGMA busy_timeout=20")
-	mustExec(t, db, "CREATE TABLE t (v TEXT)")
+	m, guard, db := mountLeasedWAL(t, "fence.db")
 	mustExec(t, db, "INSERT INTO t VALUES ('before')")
 	fdb := m.store.DB("fence.db")
 	if !fdb.WALBypassed() {
@@ -129,11 +139,7 @@ func TestWALBypassFence(t *testing.T) {
 // TestFenceWritersWaitsForTransaction fences as a departing lease holder
 // does: it waits for a transaction in progress, then keeps writers out.
 func TestFenceWritersWaitsForTransaction(t *testing.T) {
-	guard := &termGuard{writable: true, epoch: 1}
-	m := mount(t, t.TempDir(), func(s *ferry.Store) { s.SetWriteGuard(guard) })
-	db := openDB(t, m.path("drain.db"), "wal", "normal")
-	mustExec(t, db, "PRAGMA busy_timeout=20")
-	mustExec(t, db, "CREATE TABLE t (v TEXT)")
+	m, _, db := mountLeasedWAL(t, "drain.db")
 	tx, err := db.Begin()
 	if err != nil {
 		t.Fatal(err)

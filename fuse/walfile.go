@@ -58,22 +58,7 @@ func (w *walFile) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 
 // Setattr captures the WAL's commits before a truncate can drop frames.
 func (w *walFile) Setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	size, hasSize := in.GetSize()
-	if hasSize {
-		if err := w.db.CheckWrite(ctx); err != nil {
-			return syscall.EROFS
-		}
-		if err := w.db.CatchUpWAL(); err != nil {
-			return syscall.EIO
-		}
-	}
-	if errno := w.LoopbackFile.Setattr(ctx, in, out); errno != 0 {
-		return errno
-	}
-	if hasSize {
-		return truncated(ferry.RoleWAL, w.db, int64(size))
-	}
-	return 0
+	return resize(ctx, ferry.RoleWAL, w.db, in, func() syscall.Errno { return w.LoopbackFile.Setattr(ctx, in, out) })
 }
 
 // Allocate preallocates space; it does not change content.
