@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 )
 
@@ -170,4 +172,29 @@ func (f *FS) dropFences() {
 		shm.Close()
 		delete(f.fences, name)
 	}
+}
+
+// selfOpenFlags returns FOPEN_NOFLUSH for a file that Ferry's own process
+// opens through its mount (to take SQLite's locks while it applies a
+// change set, or to fence writers). Closing a FUSE file normally waits for
+// the daemon to answer a FLUSH request; when Ferry is killed, the kernel
+// closes these descriptors as the process exits, and a FLUSH sent to the
+// dying process itself would never be answered: the process would hang
+// in the kernel, and every application using the mount with it. Ferry
+// never writes through these descriptors, so there is nothing to flush.
+func (f *FS) selfOpenFlags(ctx context.Context) uint32 {
+	if c, ok := fuse.FromContext(ctx); ok && isOwnThread(c.Pid) {
+		return fuse.FOPEN_NOFLUSH
+	}
+	return 0
+}
+
+// isOwnThread reports whether tid, the thread the kernel names as the
+// caller of a FUSE request, belongs to this process.
+func isOwnThread(tid uint32) bool {
+	if tid == 0 {
+		return false
+	}
+	var st unix.Stat_t
+	return unix.Stat("/proc/self/task/"+strconv.FormatUint(uint64(tid), 10), &st) == nil
 }

@@ -192,7 +192,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	if errno != 0 {
 		return nil, 0, errno
 	}
-	return h, fuseFlags | fuse.FOPEN_KEEP_CACHE, 0
+	return h, fuseFlags | fuse.FOPEN_KEEP_CACHE | n.fsys.selfOpenFlags(ctx), 0
 }
 
 // Mkdir creates a directory: databases may be laid out in subdirectories.

@@ -85,10 +85,17 @@ func startMount(t *testing.T) *testMount {
 // startMountWith is startMount with extra YAML appended to the config.
 func startMountWith(t *testing.T, extra string) *testMount {
 	t.Helper()
+	return startMountAt(t, filepath.Join(t.TempDir(), "data"), extra)
+}
+
+// startMountAt is startMountWith on the data directory dataDir, which a
+// test may have prepared.
+func startMountAt(t *testing.T, dataDir, extra string) *testMount {
+	t.Helper()
 	root := t.TempDir()
 	m := &testMount{
 		Dir:     filepath.Join(root, "mnt"),
-		DataDir: filepath.Join(root, "data"),
+		DataDir: dataDir,
 		Config:  filepath.Join(root, "ferry.yml"),
 		output:  &syncBuffer{},
 		done:    make(chan struct{}),
