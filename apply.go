@@ -24,6 +24,18 @@ func (s *Store) ApplyLTX(ctx context.Context, name string, r io.Reader) (Pos, er
 	if err := ValidateName(name); err != nil {
 		return Pos{}, err
 	}
+	pos, err := s.applyLocking(ctx, name, func(d *DB) (Pos, error) { return d.applyLocked(ctx, r) })
+	if err != nil {
+		return Pos{}, fmt.Errorf("apply LTX to %q: %w", name, err)
+	}
+	return pos, nil
+}
+
+// applyLocking runs apply on database name, creating it if needed, while
+// SQLite's locks keep every connection out, and then makes connections
+// see the new content: the kernel's caches are dropped and, in WAL mode,
+// the WAL index is reset. Listeners are told of the new position.
+func (s *Store) applyLocking(ctx context.Context, name string, apply func(d *DB) (Pos, error)) (Pos, error) {
 	d, err := s.dbForApply(name)
 	if err != nil {
 		return Pos{}, err
@@ -34,16 +46,16 @@ func (s *Store) ApplyLTX(ctx context.Context, name string, r io.Reader) (Pos, er
 	if locker != nil {
 		unlock, err := locker.LockDatabase(ctx, name)
 		if err != nil {
-			return Pos{}, fmt.Errorf("apply LTX to %q: lock: %w", name, err)
+			return Pos{}, fmt.Errorf("lock: %w", err)
 		}
 		defer unlock()
 	}
 	d.mu.Lock()
-	pos, err := d.applyLocked(ctx, r)
+	pos, err := apply(d)
 	walMode, pageN := d.walMode, d.pageN
 	d.mu.Unlock()
 	if err != nil {
-		return Pos{}, fmt.Errorf("apply LTX to %q: %w", name, err)
+		return Pos{}, err
 	}
 	s.invalidate(name)
 	if walMode {
@@ -52,7 +64,7 @@ func (s *Store) ApplyLTX(ctx context.Context, name string, r io.Reader) (Pos, er
 		// overwrite the new header, then drop its copy.
 		s.invalidate(name + "-shm")
 		if err := d.resetSHM(pageN); err != nil {
-			return Pos{}, fmt.Errorf("apply LTX to %q: %w", name, err)
+			return Pos{}, err
 		}
 		s.invalidate(name + "-shm")
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"time"
+
+	"github.com/ferrydb/ferry/ltx"
 )
 
 // WriteGuard decides whether this node may write a database right now. The
@@ -70,6 +72,21 @@ type Applier interface {
 	// pre-apply checksum must match the local post-apply checksum; otherwise
 	// nothing is changed and an error is returned.
 	ApplyLTX(ctx context.Context, name string, r io.Reader) (Pos, error)
+}
+
+// HistoryReplacer settles a local history that is not a prefix of the
+// authoritative one. The core's Store implements it; the replicator uses it
+// when it catches a database up from the bucket.
+type HistoryReplacer interface {
+	// ChecksumAt returns the post-apply checksum the local log records at
+	// txid; ok is false when no local change set ends exactly there.
+	ChecksumAt(name string, txid ltx.TXID) (sum ltx.Checksum, ok bool, err error)
+
+	// ReplaceDiverged sets the local copy of database name and its log
+	// aside where an operator can find them, and replaces them with the
+	// snapshot read from r. It returns the new position and where the old
+	// copy went.
+	ReplaceDiverged(ctx context.Context, name string, r io.Reader, reason string) (Pos, string, error)
 }
 
 // LeaseView tells who holds each database's write lease. The mount uses it

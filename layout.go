@@ -93,3 +93,11 @@ func (l Layout) ChecksumIndexPath(name string) string {
 func (l Layout) PendingPath(name string) string {
 	return filepath.Join(l.MetaDir(name), "pending")
 }
+
+// LostFoundDir is the directory under which copies of database name that
+// diverged from the bucket's history are kept, one subdirectory each,
+// named for when it was set aside (see Store.ReplaceDiverged). Ferry never
+// deletes them.
+func (l Layout) LostFoundDir(name string) string {
+	return filepath.Join(l.Dir, "lost+found", filepath.FromSlash(name))
+}

@@ -74,6 +74,7 @@ type holding struct {
 	validUntil time.Time // local clock; writes stop here
 	granted    time.Time
 	ready      bool // catch-up finished
+	catchUp    *catchUpRun
 	lastWrite  atomic.Int64
 }
 
@@ -258,12 +259,8 @@ func (k *Keeper) Acquire(ctx context.Context, name string) (Lease, error) {
 		}
 	}
 	if k.cfg.CatchUp != nil {
-		if err := k.cfg.CatchUp(ctx, name); err != nil {
-			k.log.Warn("lease catch-up failed; releasing", "db", name, "epoch", h.lease.Epoch, "err", err)
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), k.cfg.AcquireTimeout)
-			_ = k.release(rctx, name, "")
-			cancel()
-			return Lease{}, fmt.Errorf("catch up %q before writing: %w: %w", name, ferry.ErrReadOnly, err)
+		if err := k.waitCatchUp(ctx, name, h); err != nil {
+			return Lease{}, err
 		}
 	}
 	k.mu.Lock()

@@ -20,10 +20,16 @@ import (
 // into one LTX file that starts exactly one TXID after the local position,
 // and applies it through applier. A database missing locally is rebuilt
 // from the bucket and applied as a snapshot. It returns the position
-// reached; an error wrapping ErrConflict means the local history differs
-// from the bucket's and the local copy must be restored from scratch.
+// reached.
+//
+// A local history that is not a prefix of the bucket's (see
+// Bucket.CatchUp) is set aside and replaced with the bucket's when applier
+// is a ferry.HistoryReplacer; otherwise the error wraps ErrConflict.
 func (r *Replicator) CatchUp(ctx context.Context, name string, applier ferry.Applier) (ferry.Pos, error) {
-	pos, err := r.bucket.CatchUp(ctx, name, applier)
+	pos, replaced, err := r.bucket.catchUp(ctx, name, applier)
+	if replaced {
+		r.counters.diverged.Add(1)
+	}
 	if err != nil {
 		return pos, err
 	}
@@ -33,6 +39,9 @@ func (r *Replicator) CatchUp(ctx context.Context, name string, applier ferry.App
 	db.mu.Lock()
 	db.files = nil
 	db.mu.Unlock()
+	if replaced {
+		r.setBucketPos(db, pos)
+	}
 	return pos, nil
 }
 
@@ -48,45 +57,65 @@ func (r *Replicator) CatchUpFunc(applier ferry.Applier) func(ctx context.Context
 
 // CatchUp is Replicator.CatchUp without a replicator.
 func (bk *Bucket) CatchUp(ctx context.Context, name string, applier ferry.Applier) (ferry.Pos, error) {
+	pos, _, err := bk.catchUp(ctx, name, applier)
+	return pos, err
+}
+
+// catchUp is CatchUp; replaced reports that the local copy diverged and
+// was replaced with the bucket's.
+func (bk *Bucket) catchUp(ctx context.Context, name string, applier ferry.Applier) (_ ferry.Pos, replaced bool, _ error) {
 	local, err := applier.LocalPos(name)
 	if err != nil {
-		return ferry.Pos{}, fmt.Errorf("catch up %s: %w", name, err)
+		return ferry.Pos{}, false, fmt.Errorf("catch up %s: %w", name, err)
 	}
 	files, err := bk.list(ctx, name)
 	if err != nil {
-		return local, fmt.Errorf("catch up %s: %w", name, err)
+		return local, false, fmt.Errorf("catch up %s: %w", name, err)
 	}
 	latest := files.maxTXID()
 	if files.hasHead {
 		latest = files.head.TXID
 	}
-	if latest == 0 || local.TXID > latest {
-		// Nothing newer in the bucket. A node ahead of it holds history
-		// not uploaded yet; the upload's checksum check decides whether
-		// that history continues the bucket's.
-		return local, nil
+	if latest == 0 {
+		return local, false, nil
+	}
+	if local.TXID > latest {
+		// A node ahead of the bucket holds history not uploaded yet. It
+		// may extend the bucket's only if it passed through the bucket's
+		// head: the same checksum at the head's TXID.
+		if !files.hasHead {
+			return local, false, nil // written by Litestream alone: no checksums to compare
+		}
+		diverged, reason, err := bk.divergesAhead(name, applier, files.head)
+		if err != nil || !diverged {
+			return local, false, err
+		}
+		return bk.replaceDiverged(ctx, name, applier, local, reason)
 	}
 	if local.TXID == latest {
 		if files.hasHead && files.head.Checksum != local.PostApplyChecksum {
-			return local, fmt.Errorf("catch up %s: %w: both at TXID %s, local checksum %s, bucket %s", name, ErrConflict, latest, local.PostApplyChecksum, files.head.Checksum)
+			reason := fmt.Sprintf("both at TXID %s, local checksum %s, bucket %s", latest, local.PostApplyChecksum, files.head.Checksum)
+			return bk.replaceDiverged(ctx, name, applier, local, reason)
 		}
-		return local, nil
+		return local, false, nil
 	}
 	if local.IsZero() {
-		return bk.catchUpFromScratch(ctx, name, applier)
+		pos, err := bk.catchUpFromScratch(ctx, name, applier)
+		return pos, false, err
 	}
 
 	plan, err := bk.plan(ctx, files, local.TXID, planTarget{})
 	if err != nil {
-		return local, fmt.Errorf("catch up %s: %w", name, err)
+		return local, false, fmt.Errorf("catch up %s: %w", name, err)
 	}
 	if len(plan) == 0 || plan[len(plan)-1].MaxTXID < latest {
-		return local, fmt.Errorf("catch up %s: %w: the bucket no longer holds the change sets after local TXID %s; restore the database from scratch", name, ErrConflict, local.TXID)
+		reason := fmt.Sprintf("the bucket no longer holds the change sets after local TXID %s", local.TXID)
+		return bk.replaceDiverged(ctx, name, applier, local, reason)
 	}
 	bufs := make([][]byte, len(plan))
 	for i, fi := range plan {
 		if bufs[i], err = bk.download(ctx, fi); err != nil {
-			return local, fmt.Errorf("catch up %s: %w", name, err)
+			return local, false, fmt.Errorf("catch up %s: %w", name, err)
 		}
 	}
 	// Where a file ends exactly at the local TXID its checksum must match;
@@ -95,22 +124,23 @@ func (bk *Bucket) CatchUp(ctx context.Context, name string, applier ferry.Applie
 	if first.MinTXID == local.TXID+1 {
 		dec := ltx.NewDecoder(bytes.NewReader(bufs[0]))
 		if err := dec.DecodeHeader(); err != nil {
-			return local, fmt.Errorf("catch up %s: object %s: %w", name, first.Key, err)
+			return local, false, fmt.Errorf("catch up %s: object %s: %w", name, first.Key, err)
 		}
 		if h := dec.Header(); !h.NoChecksum() && h.PreApplyChecksum != local.PostApplyChecksum {
-			return local, fmt.Errorf("catch up %s: %w: local checksum %s at TXID %s, bucket expects %s", name, ErrConflict, local.PostApplyChecksum, local.TXID, h.PreApplyChecksum)
+			reason := fmt.Sprintf("local checksum %s at TXID %s, the bucket's next change set expects %s", local.PostApplyChecksum, local.TXID, h.PreApplyChecksum)
+			return bk.replaceDiverged(ctx, name, applier, local, reason)
 		}
 	}
 
 	merged, err := mergeFrom(ctx, plan, bufs, local)
 	if err != nil {
-		return local, fmt.Errorf("catch up %s: %w", name, err)
+		return local, false, fmt.Errorf("catch up %s: %w", name, err)
 	}
 	pos, err := applier.ApplyLTX(ctx, name, bytes.NewReader(merged))
 	if err != nil {
-		return local, fmt.Errorf("catch up %s: apply %s-%s: %w", name, local.TXID+1, plan[len(plan)-1].MaxTXID, err)
+		return local, false, fmt.Errorf("catch up %s: apply %s-%s: %w", name, local.TXID+1, plan[len(plan)-1].MaxTXID, err)
 	}
-	return pos, nil
+	return pos, false, nil
 }
 
 // mergeFrom merges plan's files into one LTX file that applies on top of
@@ -177,28 +207,41 @@ func mergeFrom(ctx context.Context, plan []fileInfo, bufs [][]byte, local ferry.
 // catchUpFromScratch rebuilds a database missing locally and applies it
 // as one snapshot.
 func (bk *Bucket) catchUpFromScratch(ctx context.Context, name string, applier ferry.Applier) (ferry.Pos, error) {
-	dir, err := os.MkdirTemp("", "ferry-catchup-*")
+	var pos ferry.Pos
+	err := bk.withSnapshot(ctx, name, func(f *os.File, at ferry.Pos) error {
+		var err error
+		if pos, err = applier.ApplyLTX(ctx, name, f); err != nil {
+			return fmt.Errorf("apply snapshot at %s: %w", at.TXID, err)
+		}
+		return nil
+	})
 	if err != nil {
 		return ferry.Pos{}, fmt.Errorf("catch up %s: %w", name, err)
+	}
+	return pos, nil
+}
+
+// withSnapshot restores database name's newest state from the bucket into
+// a temporary LTX snapshot and calls fn with it open.
+func (bk *Bucket) withSnapshot(ctx context.Context, name string, fn func(f *os.File, pos ferry.Pos) error) error {
+	dir, err := os.MkdirTemp("", "ferry-catchup-*")
+	if err != nil {
+		return err
 	}
 	defer os.RemoveAll(dir)
 	dbPath := filepath.Join(dir, "db")
 	res, err := bk.restore(ctx, name, dbPath, RestoreOptions{})
 	if err != nil {
-		return ferry.Pos{}, fmt.Errorf("catch up %s: %w", name, err)
+		return err
 	}
 	ltxPath := filepath.Join(dir, "snapshot.ltx")
 	if err := encodeSnapshot(ctx, dbPath, ltxPath, res); err != nil {
-		return ferry.Pos{}, fmt.Errorf("catch up %s: %w", name, err)
+		return err
 	}
 	f, err := os.Open(ltxPath)
 	if err != nil {
-		return ferry.Pos{}, fmt.Errorf("catch up %s: %w", name, err)
+		return err
 	}
 	defer f.Close()
-	pos, err := applier.ApplyLTX(ctx, name, f)
-	if err != nil {
-		return ferry.Pos{}, fmt.Errorf("catch up %s: apply snapshot at %s: %w", name, res.pos.TXID, err)
-	}
-	return pos, nil
+	return fn(f, res.pos)
 }

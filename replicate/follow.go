@@ -23,7 +23,7 @@ func (r *Replicator) Follow(ctx context.Context, name string, applier ferry.Appl
 	if err != nil {
 		return local, false, fmt.Errorf("follow %s: %w", name, err)
 	}
-	if !ok || h.TXID <= local.TXID {
+	if !ok || (h.TXID <= local.TXID && !r.bucket.mayDiverge(name, applier, local, h)) {
 		return local, false, nil
 	}
 	pos, err := r.CatchUp(ctx, name, applier)

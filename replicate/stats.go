@@ -23,6 +23,9 @@ type Stats struct {
 	// not this node's to extend: another writer holds a newer lease epoch,
 	// advanced the head first, or wrote a history this one diverges from.
 	Rejections int64
+	// Divergences counts local copies set aside because their history was
+	// not a prefix of the bucket's, and replaced with the bucket's.
+	Divergences int64
 	// LastError is the most recent upload error, empty after a success.
 	LastError     string
 	LastErrorTime time.Time
@@ -45,7 +48,7 @@ type DatabaseStats struct {
 // counters are updated by a countingBackend.
 type counters struct {
 	puts, gets, lists, deletes, bytesUp, bytesDown atomic.Int64
-	txns, stale                                    atomic.Int64
+	txns, stale, diverged                          atomic.Int64
 }
 
 // Stats returns the current counters and per-database state.
@@ -59,6 +62,7 @@ func (r *Replicator) Stats() Stats {
 		BytesDown:    r.counters.bytesDown.Load(),
 		Transactions: r.counters.txns.Load(),
 		Rejections:   r.counters.stale.Load(),
+		Divergences:  r.counters.diverged.Load(),
 	}
 	r.mu.Lock()
 	s.LastError, s.LastErrorTime = r.lastErr, r.lastErrTime

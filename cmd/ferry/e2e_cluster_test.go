@@ -57,6 +57,13 @@ type raftCluster struct {
 // and waits until they have a leader.
 func startRaftCluster(t *testing.T, n int, ttl string) *raftCluster {
 	t.Helper()
+	return startRaftClusterUploading(t, n, ttl, nil)
+}
+
+// startRaftClusterUploading is startRaftCluster with each node's upload
+// interval given by uploadInterval(i) for node i+1 (100ms when nil).
+func startRaftClusterUploading(t *testing.T, n int, ttl string, uploadInterval func(i int) string) *raftCluster {
+	t.Helper()
 	c := &raftCluster{t: t, bucket: filepath.Join(t.TempDir(), "bucket")}
 	var addrs []string
 	for i := range n {
@@ -64,6 +71,10 @@ func startRaftCluster(t *testing.T, n int, ttl string) *raftCluster {
 	}
 	peers := `["` + strings.Join(addrs, `", "`) + `"]`
 	for i, addr := range addrs {
+		upload := "100ms"
+		if uploadInterval != nil {
+			upload = uploadInterval(i)
+		}
 		c.nodes = append(c.nodes, startMountWith(t, fmt.Sprintf(`lease:
   type: raft
   node: node%d
@@ -77,9 +88,9 @@ func startRaftCluster(t *testing.T, n int, ttl string) *raftCluster {
 bucket:
   type: file
   path: %q
-  upload-interval: 100ms
+  upload-interval: %s
   follow-interval: -1s
-`, i+1, ttl, addr, peers, c.bucket)))
+`, i+1, ttl, addr, peers, c.bucket, upload)))
 	}
 	c.waitFor("no leader with every member", func() bool {
 		rep, err := clusterStatus(c.nodes[0])

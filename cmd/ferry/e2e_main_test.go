@@ -97,8 +97,6 @@ func startMountAt(t *testing.T, dataDir, extra string) *testMount {
 		Dir:     filepath.Join(root, "mnt"),
 		DataDir: dataDir,
 		Config:  filepath.Join(root, "ferry.yml"),
-		output:  &syncBuffer{},
-		done:    make(chan struct{}),
 	}
 	for _, d := range []string{m.Dir, m.DataDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -109,22 +107,31 @@ func startMountAt(t *testing.T, dataDir, extra string) *testMount {
 	if err := os.WriteFile(m.Config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	m.start(t)
+	return m
+}
 
+// start runs `ferry mount` on m's config and waits until the kernel lists
+// the mount.
+func (m *testMount) start(t *testing.T) {
+	t.Helper()
+	m.output, m.done, m.err = &syncBuffer{}, make(chan struct{}), nil
 	m.cmd = exec.Command(ferryBin, "mount", "-config", m.Config)
 	m.cmd.Stdout, m.cmd.Stderr = m.output, m.output
 	if err := m.cmd.Start(); err != nil {
 		t.Fatalf("start ferry mount: %v", err)
 	}
+	cmd, done := m.cmd, m.done
 	go func() {
-		m.err = m.cmd.Wait()
-		close(m.done)
+		m.err = cmd.Wait()
+		close(done)
 	}()
 	t.Cleanup(func() { m.stop(t) })
 
 	deadline := time.Now().Add(20 * time.Second)
 	for !isMounted(t, m.Dir) {
 		select {
-		case <-m.done:
+		case <-done:
 			t.Fatalf("ferry mount exited before mounting %s: %v\noutput:\n%s", m.Dir, m.err, m.output)
 		default:
 		}
@@ -133,7 +140,21 @@ func startMountAt(t *testing.T, dataDir, extra string) *testMount {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return m
+}
+
+// restart starts ferry mount again on the same mount point, data directory
+// and config, after the previous process stopped or was killed.
+func (m *testMount) restart(t *testing.T) {
+	t.Helper()
+	select {
+	case <-m.done:
+	default:
+		t.Fatal("restart: ferry mount is still running")
+	}
+	if isMounted(t, m.Dir) {
+		_ = syscall.Unmount(m.Dir, syscall.MNT_DETACH)
+	}
+	m.start(t)
 }
 
 // stop sends SIGTERM and waits for the process to unmount and exit. A

@@ -202,7 +202,15 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) error {
 	if len(rep.Databases) == 0 {
 		fmt.Fprintln(tw, "(no databases)\t\t\t\t\t\t")
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, d := range rep.Databases {
+		if d.SetAside != "" {
+			fmt.Fprintf(w, "\n%s: a local copy diverged from the bucket and was set aside (%d in all); newest: %s\n", d.Name, d.SetAsideCount, d.SetAside)
+		}
+	}
+	return nil
 }
 
 func statusYesNo(b bool) string {

@@ -29,6 +29,9 @@ type statusSources struct {
 	// BucketPos returns the position of the newest change set of a
 	// database the bucket holds.
 	BucketPos func(name string) (ferry.Pos, bool)
+	// SetAside lists the directories holding copies of a database that
+	// diverged from the bucket and were set aside (ferry.Store.SetAside).
+	SetAside func(name string) ([]string, error)
 }
 
 // statusReport is the body of GET /v1/status and `ferry status --json`.
@@ -54,6 +57,11 @@ type dbStatus struct {
 	// negative when the local copy trails the bucket.
 	Lag   *int64 `json:"lag,omitempty"`
 	Error string `json:"error,omitempty"`
+	// SetAside is the newest directory holding a copy of the database
+	// whose history diverged from the bucket's and was set aside, and
+	// SetAsideCount how many such copies there are.
+	SetAside      string `json:"setAside,omitempty"`
+	SetAsideCount int    `json:"setAsideCount,omitempty"`
 }
 
 // handoffRequest is the body of POST /v1/handoff.
@@ -183,6 +191,11 @@ func buildStatus(ctx context.Context, src statusSources) (statusReport, error) {
 			if src.BucketPos != nil {
 				lag := local - bucket
 				d.Lag = &lag
+			}
+		}
+		if src.SetAside != nil {
+			if dirs, err := src.SetAside(name); err == nil && len(dirs) > 0 {
+				d.SetAside, d.SetAsideCount = dirs[len(dirs)-1], len(dirs)
 			}
 		}
 		rep.Databases = append(rep.Databases, d)
