@@ -125,18 +125,14 @@ func ReadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	cfg, err := parseConfig(data, os.LookupEnv)
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	return cfg, nil
+	return parseConfig(path, data, os.LookupEnv)
 }
 
-// parseConfig parses a config over the defaults, expanding ${VAR} with
-// lookup. Unknown keys are errors, so that a typo is not silently
+// parseConfig parses the config read from path over the defaults,
+// expanding ${VAR} with lookup. Unknown keys are errors, so that a typo is not silently
 // ignored; so is a ${VAR} that is unset in a key with no default. An
 // unset ${VAR} in a key with a default leaves it at the default.
-func parseConfig(data []byte, lookup func(string) (string, bool)) (*Config, error) {
+func parseConfig(path string, data []byte, lookup func(string) (string, bool)) (*Config, error) {
 	// An unset variable becomes a marker rather than nothing, so that the
 	// key it is in can be found once the text is parsed; a marker is a
 	// plain YAML scalar wherever the variable could be.
@@ -149,17 +145,17 @@ func parseConfig(data []byte, lookup func(string) (string, bool)) (*Config, erro
 	})
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(expanded), &doc); err != nil {
-		return nil, fmt.Errorf("parse: %w", err)
+		return nil, fmt.Errorf("parse config %s: %w", path, err)
 	}
 	if err := errors.Join(unknownKeys(&doc), unsetVars(&doc)); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	cfg := NewConfig()
 	if err := doc.Decode(cfg); err != nil {
-		return nil, fmt.Errorf("parse: %w", err)
+		return nil, fmt.Errorf("parse config %s: %w", path, err)
 	}
 	if err := cfg.Validate(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return cfg, nil
 }

@@ -47,7 +47,7 @@ func TestReadConfigExecList(t *testing.T) {
 
 func TestReadConfigErrors(t *testing.T) {
 	for _, tc := range []struct{ name, body, want string }{
-		{"bad yaml", "fuse: [\n", "parse"},
+		{"bad yaml", "fuse: [\n", "parse config"},
 		{"bad exec", "exec: {a: b}\n", "exec must be"},
 		{"bad level", "log:\n  level: loud\n", "log.level"},
 		{"bad format", "log:\n  format: xml\n", "log.format"},
