@@ -206,11 +206,13 @@ func (n *node) relPath(name string) string {
 	return path.Join(p, name)
 }
 
-// validate checks a new path component, logging why it is refused.
+// validate checks a new path component, logging why it is refused: a
+// component or path too long with ENAMETOOLONG, a reserved name with
+// EPERM, and any other bad name with EINVAL.
 func (f *FS) validate(n *node, name string) syscall.Errno {
 	if err := ferry.ValidateComponent(name); err != nil {
 		f.logger.Warn("refusing file name", "dir", n.Path(n.Root()), "name", fmt.Sprintf("%q", name), "err", err)
-		return syscall.EINVAL
+		return toErrno(err)
 	}
 	if n.IsRoot() && name == MetaDirName {
 		f.logger.Warn("refusing reserved file name", "name", name)
@@ -218,7 +220,7 @@ func (f *FS) validate(n *node, name string) syscall.Errno {
 	}
 	if depth := strings.Count(n.relPath(name), "/") + 1; depth > ferry.MaxNameDepth {
 		f.logger.Warn("refusing path deeper than the limit", "path", n.relPath(name), "limit", ferry.MaxNameDepth)
-		return syscall.EINVAL
+		return syscall.ENAMETOOLONG
 	}
 	return 0
 }
@@ -230,6 +232,8 @@ func toErrno(err error) syscall.Errno {
 		return 0
 	case errors.Is(err, ferry.ErrReadOnly):
 		return syscall.EROFS
+	case errors.Is(err, ferry.ErrNameTooLong):
+		return syscall.ENAMETOOLONG
 	case errors.Is(err, ferry.ErrInvalidName):
 		return syscall.EINVAL
 	default:

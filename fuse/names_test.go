@@ -1,28 +1,62 @@
 package fuse_test
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/ferrydb/ferry"
 )
 
+// notFoundRestorer stands in for a bucket that holds no databases, so that
+// lookups of missing names go the way they do under `ferry mount`.
+type notFoundRestorer struct{}
+
+func (notFoundRestorer) Restore(ctx context.Context, name, path string) (ferry.Pos, error) {
+	return ferry.Pos{}, fmt.Errorf("%q: %w", name, ferry.ErrDatabaseNotFound)
+}
+
 func TestBadNames(t *testing.T) {
-	m := mount(t, t.TempDir(), nil)
-	for _, name := range []string{"a\x01b.db", "tab\there", "back\\slash", strings.Repeat("x", 256), ".ferry"} {
-		_, err := os.Create(m.path(name))
-		if err == nil {
-			t.Errorf("create %q succeeded", name)
+	m := mount(t, t.TempDir(), func(s *ferry.Store) { s.SetRestorer(notFoundRestorer{}) })
+	for _, tc := range []struct {
+		name string
+		want syscall.Errno
+	}{
+		{"a\x01b.db", syscall.EINVAL},
+		{"tab\there", syscall.EINVAL},
+		{"back\\slash", syscall.EINVAL},
+		{"bad\xff\xfe.db", syscall.EINVAL},
+		{"nel\u0085.db", syscall.EINVAL},
+		{"csi\u009b.db", syscall.EINVAL},
+		{strings.Repeat("x", 256), syscall.ENAMETOOLONG},
+		{".ferry", syscall.EISDIR},
+	} {
+		_, err := os.Create(m.path(tc.name))
+		if !errors.Is(err, tc.want) {
+			t.Errorf("create %q: %v, want %v", tc.name, err, tc.want)
+		}
+		if tc.name == ".ferry" {
 			continue
 		}
-		if !errors.Is(err, syscall.EINVAL) && !errors.Is(err, syscall.EPERM) && !errors.Is(err, syscall.ENAMETOOLONG) && !errors.Is(err, syscall.EISDIR) {
-			t.Errorf("create %q: %v, want EINVAL or EPERM", name, err)
-		}
-		if err := os.Mkdir(m.path(name+"d"), 0o755); err == nil && name != ".ferry" {
-			t.Errorf("mkdir %q succeeded", name+"d")
+		if err := os.Mkdir(m.path(tc.name+"d"), 0o755); !errors.Is(err, tc.want) {
+			t.Errorf("mkdir %q: %v, want %v", tc.name+"d", err, tc.want)
 		}
 	}
+	if names := m.store.DBs(); len(names) != 0 {
+		t.Errorf("databases after refused creates: %q", names)
+	}
+	entries, err := os.ReadDir(m.layout.TreeDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		t.Errorf("refused name %q reached the data directory", e.Name())
+	}
+
 	// ".." never escapes the mount: the kernel resolves it, and the
 	// result stays inside.
 	if err := os.WriteFile(m.path("sub/../../escape"), []byte("x"), 0o644); err == nil {
@@ -34,15 +68,20 @@ func TestBadNames(t *testing.T) {
 		t.Fatal("a path with .. reached the data directory")
 	}
 
-	// Too deep.
+	// Too deep: the first 16 levels are made, the 17th is refused.
 	deep := m.dir
-	var err error
-	for i := 0; i < 17 && err == nil; i++ {
+	var depth int
+	for depth = 1; depth <= ferry.MaxNameDepth+1; depth++ {
 		deep += "/d"
-		err = os.Mkdir(deep, 0o755)
+		if err = os.Mkdir(deep, 0o755); err != nil {
+			break
+		}
 	}
-	if !errors.Is(err, syscall.EINVAL) {
-		t.Fatalf("mkdir 17 levels deep: %v, want EINVAL", err)
+	if depth != ferry.MaxNameDepth+1 || !errors.Is(err, syscall.ENAMETOOLONG) {
+		t.Fatalf("mkdir %d levels deep: %v, want ENAMETOOLONG at level %d", depth, err, ferry.MaxNameDepth+1)
+	}
+	if _, err := os.Create(deep); !errors.Is(err, syscall.ENAMETOOLONG) {
+		t.Fatalf("create %d levels deep: %v, want ENAMETOOLONG", depth, err)
 	}
 }
 

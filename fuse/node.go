@@ -57,10 +57,13 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	if n.IsRoot() && name == MetaDirName {
 		return n.fsys.metaRoot(ctx, n, out)
 	}
-	if ferry.ValidateComponent(name) != nil {
+	rel := n.relPath(name)
+	// A path too deep is checked here too, not only its last component:
+	// otherwise it would go on to a restore from the bucket, which refuses
+	// it, and mkdir would fail with EIO instead of ENAMETOOLONG.
+	if ferry.ValidateName(rel) != nil {
 		return nil, syscall.ENOENT
 	}
-	rel := n.relPath(name)
 	role, db, _ := n.fsys.store.Classify(rel)
 	if role == ferry.RoleJournal {
 		if errno := n.fsys.hideStaleJournal(ctx, db, rel); errno != 0 {

@@ -115,16 +115,9 @@ func NewConfig() *Config {
 	}
 }
 
-// envRef matches ${VAR}.
+// envRef matches ${VAR}. A bare $ is left alone, so values such as
+// passwords may hold one.
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
-
-// expandEnv replaces each ${VAR} with the variable's value (empty if
-// unset). A bare $ is left alone, so values such as passwords may hold one.
-func expandEnv(s string) string {
-	return envRef.ReplaceAllStringFunc(s, func(m string) string {
-		return os.Getenv(m[2 : len(m)-1])
-	})
-}
 
 // ReadConfig reads the config file at path over the defaults.
 func ReadConfig(path string) (*Config, error) {
@@ -132,8 +125,33 @@ func ReadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
+	return parseConfig(path, data, os.LookupEnv)
+}
+
+// parseConfig parses the config read from path over the defaults,
+// expanding ${VAR} with lookup. Unknown keys are errors, so that a typo is not silently
+// ignored; so is a ${VAR} that is unset in a key with no default. An
+// unset ${VAR} in a key with a default leaves it at the default.
+func parseConfig(path string, data []byte, lookup func(string) (string, bool)) (*Config, error) {
+	// An unset variable becomes a marker rather than nothing, so that the
+	// key it is in can be found once the text is parsed; a marker is a
+	// plain YAML scalar wherever the variable could be.
+	expanded := envRef.ReplaceAllStringFunc(string(data), func(m string) string {
+		name := m[2 : len(m)-1]
+		if v, ok := lookup(name); ok {
+			return v
+		}
+		return unsetMarker(name)
+	})
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(expanded), &doc); err != nil {
+		return nil, fmt.Errorf("parse config %s: %w", path, err)
+	}
+	if err := errors.Join(unknownKeys(&doc), unsetVars(&doc)); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
 	cfg := NewConfig()
-	if err := yaml.Unmarshal([]byte(expandEnv(string(data))), cfg); err != nil {
+	if err := doc.Decode(cfg); err != nil {
 		return nil, fmt.Errorf("parse config %s: %w", path, err)
 	}
 	if err := cfg.Validate(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -75,10 +76,14 @@ func TestE2EInvalidNames(t *testing.T) {
 	// The kernel resolves ".." itself, so through the mount the checks that
 	// remain are on what can reach the file system: control characters and
 	// backslashes.
-	for _, name := range []string{"bad\x01name.db", `back\slash.db`, "new\nline.db"} {
+	// Names that are not valid UTF-8 or hold C1 controls could never be
+	// uploaded: S3 refuses to list such keys.
+	for _, name := range []string{"bad\x01name.db", `back\slash.db`, "new\nline.db", "bad\xff\xfe.db", "nel\u0085.db"} {
 		err := os.WriteFile(m.Path(name), []byte("x"), 0o644)
+		if !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("creating %q in the mount: %v; want EINVAL", name, err)
+		}
 		if err == nil {
-			t.Errorf("creating %q in the mount succeeded; want it refused", name)
 			continue
 		}
 		if _, err := os.Lstat(m.TreePath(name)); !errors.Is(err, os.ErrNotExist) {
@@ -87,6 +92,16 @@ func TestE2EInvalidNames(t *testing.T) {
 	}
 	if err := os.Mkdir(m.Path("dir\x7fname"), 0o755); err == nil {
 		t.Errorf("mkdir of a name with DEL in the mount succeeded; want it refused")
+	}
+
+	// Directories nest 16 deep; the 17th level is too long a name, not an
+	// I/O error.
+	deep := strings.TrimSuffix(strings.Repeat("d/", 16), "/")
+	if err := os.MkdirAll(m.Path(deep), 0o755); err != nil {
+		t.Fatalf("mkdir 16 levels deep: %v", err)
+	}
+	if err := os.Mkdir(m.Path(deep+"/d"), 0o755); !errors.Is(err, syscall.ENAMETOOLONG) {
+		t.Errorf("mkdir 17 levels deep: %v; want ENAMETOOLONG", err)
 	}
 
 	// A ".." name given on the command line is refused before it can touch

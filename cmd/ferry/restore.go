@@ -45,7 +45,7 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		txidFlag   = fs.String("txid", "", "restore as of this transaction (decimal, or 16 hex digits as in LTX names)")
 		tsFlag     = fs.String("timestamp", "", "restore the newest state committed before this time (RFC 3339)")
 		force      = fs.Bool("f", false, "replace FILE if it exists")
-		quiet      = fs.Bool("q", false, "no progress output")
+		quiet      = fs.Bool("q", false, "print nothing on success (errors still go to stderr)")
 		flags      BucketConfig
 	)
 	fs.StringVar(&flags.Type, "bucket-type", "", "bucket backend: file or s3")
@@ -134,8 +134,10 @@ func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "restored %s to %s at TXID %s (checksum %s, verified) in %v\n",
-		name, *output, pos.TXID, pos.PostApplyChecksum, time.Since(start).Round(time.Millisecond))
+	if !*quiet {
+		fmt.Fprintf(stdout, "restored %s to %s at TXID %s (checksum %s, verified) in %v\n",
+			name, *output, pos.TXID, pos.PostApplyChecksum, time.Since(start).Round(time.Millisecond))
+	}
 	return nil
 }
 

@@ -105,6 +105,33 @@ func TestRestoreCommand(t *testing.T) {
 	}
 }
 
+// TestRestoreQuiet checks that -q prints nothing at all when the restore
+// succeeds, and that errors still reach the caller.
+func TestRestoreQuiet(t *testing.T) {
+	ctx := context.Background()
+	bucket := t.TempDir()
+	want := uploadSnapshot(t, bucket, "a.db")
+	out := filepath.Join(t.TempDir(), "a.db")
+
+	var stdout, stderr bytes.Buffer
+	args := []string{"restore", "-q", "-bucket-type", "file", "-path", bucket, "-prefix", "pfx", "-o", out, "a.db"}
+	if err := run(ctx, args, &stdout, &stderr); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("restored file differs (%v)", err)
+	}
+	if stdout.Len() != 0 || stderr.Len() != 0 {
+		t.Fatalf("-q printed:\nstdout: %q\nstderr: %q", stdout.String(), stderr.String())
+	}
+
+	args[len(args)-1] = "missing.db"
+	args = append(args, "-f")
+	if err := run(ctx, args, &stdout, &stderr); err == nil {
+		t.Fatal("restoring a missing database with -q succeeded")
+	}
+}
+
 func TestRestoreCommandBadInput(t *testing.T) {
 	ctx := context.Background()
 	bucket := t.TempDir()
