@@ -102,15 +102,32 @@ func startMountWith(t *testing.T, extra string) *testMount {
 	if err := os.WriteFile(m.Config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	m.launch(t)
+	return m
+}
 
+// restart stops the mount with SIGTERM and starts `ferry mount` again on
+// the same config, mount point and data directory.
+func (m *testMount) restart(t *testing.T) {
+	t.Helper()
+	m.stop(t)
+	m.output, m.done, m.err = &syncBuffer{}, make(chan struct{}), nil
+	m.launch(t)
+}
+
+// launch starts `ferry mount -config FILE`, waits until the kernel lists
+// the mount, and stops it with SIGTERM when the test ends.
+func (m *testMount) launch(t *testing.T) {
+	t.Helper()
 	m.cmd = exec.Command(ferryBin, "mount", "-config", m.Config)
 	m.cmd.Stdout, m.cmd.Stderr = m.output, m.output
 	if err := m.cmd.Start(); err != nil {
 		t.Fatalf("start ferry mount: %v", err)
 	}
+	cmd, done := m.cmd, m.done
 	go func() {
-		m.err = m.cmd.Wait()
-		close(m.done)
+		m.err = cmd.Wait()
+		close(done)
 	}()
 	t.Cleanup(func() { m.stop(t) })
 
@@ -126,7 +143,6 @@ func startMountWith(t *testing.T, extra string) *testMount {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return m
 }
 
 // stop sends SIGTERM and waits for the process to unmount and exit. A
