@@ -200,10 +200,19 @@ func (d *DB) close() error {
 		errs = append(errs, err)
 	}
 	d.closeWALReaderLocked()
+	if err := d.captureWritesOutsideLocked(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := d.syncLocked(); err != nil {
 		errs = append(errs, err)
 	}
-	if d.state == stateDatabase && !d.pos.IsZero() {
+	switch {
+	case d.state != stateDatabase || d.pos.IsZero():
+	case len(d.dirty) > 0 || d.broken != nil:
+		// The file holds writes the log lacks: the next start must read
+		// every page, and the recovery brings the log level with them.
+		d.logger.Warn("database has writes the log lacks; not saving the checksum index", "pages", len(d.dirty))
+	default:
 		if err := d.saveIndex(); err != nil {
 			errs = append(errs, err)
 		}
@@ -246,8 +255,11 @@ func (d *DB) recordDeleted() {
 // DBWritten records that the mount wrote len bytes at off to the database
 // file. In rollback-journal modes those pages belong to the transaction in
 // progress; in WAL mode the writes are checkpoints, which do not change the
-// database's content.
-func (d *DB) DBWritten(off int64, data []byte) {
+// database's content (see CheckDBWrite). It reports whether the write
+// changed pages outside any transaction: a copy into a new file, a tool
+// such as dd, or SQLite with journal_mode OFF or MEMORY. The handle that
+// made such writes must call CaptureWritesOutside when it is flushed.
+func (d *DB) DBWritten(off int64, data []byte) (outside bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.state == stateCandidate {
@@ -256,22 +268,23 @@ func (d *DB) DBWritten(off int64, data []byte) {
 			d.logger.Info("new database")
 		} else {
 			d.state = statePlain
-			return
+			return false
 		}
 	}
 	if d.state != stateDatabase {
-		return
+		return false
 	}
 	if d.walMode && !d.journalActive {
-		return
+		return false
 	}
 	ps := d.writePageSize(off, data)
 	if ps == 0 {
-		return
+		return false
 	}
 	for p := off / int64(ps); p*int64(ps) < off+int64(len(data)); p++ {
 		d.dirty[uint32(p+1)] = struct{}{}
 	}
+	return !d.journalActive
 }
 
 // writePageSize is the page size to map a write to pages: the page size

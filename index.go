@@ -8,6 +8,7 @@ import (
 	"hash/crc64"
 	"io"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/ferrydb/ferry/ltx"
@@ -16,36 +17,62 @@ import (
 // The checksum index file: a fixed header naming the position and the
 // state of the files it describes, one checksum per page, and a CRC-64 of
 // all of it.
-const indexMagic = "FERRYIX1"
+const indexMagic = "FERRYIX2"
 
 type indexHeader struct {
 	Pos      Pos
 	PageSize uint32
 	PageN    uint32
-	DBSize   int64
-	DBMtime  int64
-	WALSize  int64
-	WALMtime int64
+	DB       fileStamp
+	WAL      fileStamp
+}
+
+// fileStamp identifies one state of a file. Size and modification time
+// alone can be put back by whoever changes the file while Ferry is stopped
+// (touch -d, or a write that keeps the size within one clock tick); the
+// change time cannot be set by users and moves with every write, and the
+// inode tells a replaced file.
+type fileStamp struct {
+	Size  int64
+	Mtime int64
+	Ctime int64
+	Ino   uint64
+}
+
+// fields lists the stamp as it is stored.
+func (s fileStamp) fields() []uint64 {
+	return []uint64{uint64(s.Size), uint64(s.Mtime), uint64(s.Ctime), s.Ino}
 }
 
 func (d *DB) indexPath() string { return d.store.layout.ChecksumIndexPath(d.name) }
 
-// fileStamp returns a file's size and modification time, zero if missing.
-func fileStamp(path string) (int64, int64) {
+// stampFile returns a file's stamp, zero if it is missing.
+func stampFile(path string) fileStamp {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return 0, 0
+		return fileStamp{}
 	}
-	return fi.Size(), fi.ModTime().UnixNano()
+	s := fileStamp{Size: fi.Size(), Mtime: fi.ModTime().UnixNano()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		s.Ctime = st.Ctim.Nano()
+		s.Ino = st.Ino
+	}
+	return s
 }
 
 func (d *DB) currentIndexHeader() indexHeader {
 	path := d.store.layout.DBPath(d.name)
-	h := indexHeader{Pos: d.pos, PageSize: d.pageSize, PageN: d.pageN}
-	h.DBSize, h.DBMtime = fileStamp(path)
-	h.WALSize, h.WALMtime = fileStamp(path + "-wal")
-	return h
+	return indexHeader{
+		Pos: d.pos, PageSize: d.pageSize, PageN: d.pageN,
+		DB: stampFile(path), WAL: stampFile(path + "-wal"),
+	}
 }
+
+// errStaleIndex says the files changed after the checksum index was saved.
+var errStaleIndex = errors.New("checksum index is stale")
+
+// indexHeaderFields is the number of 8-byte fields after the magic.
+const indexHeaderFields = 12
 
 // saveIndex writes the checksum index durably.
 func (d *DB) saveIndex() error {
@@ -61,11 +88,9 @@ func (d *DB) saveIndex() error {
 	if _, err := w.WriteString(indexMagic); err != nil {
 		return err
 	}
-	if err := binary.Write(w, binary.BigEndian, []uint64{
-		uint64(h.Pos.TXID), uint64(h.Pos.PostApplyChecksum),
-		uint64(h.PageSize), uint64(h.PageN),
-		uint64(h.DBSize), uint64(h.DBMtime), uint64(h.WALSize), uint64(h.WALMtime),
-	}); err != nil {
+	fields := []uint64{uint64(h.Pos.TXID), uint64(h.Pos.PostApplyChecksum), uint64(h.PageSize), uint64(h.PageN)}
+	fields = append(append(fields, h.DB.fields()...), h.WAL.fields()...)
+	if err := binary.Write(w, binary.BigEndian, fields); err != nil {
 		return err
 	}
 	var b [8]byte
@@ -96,7 +121,10 @@ func (d *DB) saveIndex() error {
 func (d *DB) loadIndex(pageSize, pageN uint32) bool {
 	sums, err := d.readIndex(pageSize, pageN)
 	if err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
+		switch {
+		case errors.Is(err, errStaleIndex):
+			d.logger.Warn("database files changed since Ferry stopped; reading every page", "reason", err)
+		case !errors.Is(err, os.ErrNotExist):
 			d.logger.Info("checksum index not usable; reading every page", "reason", err)
 		}
 		return false
@@ -118,7 +146,7 @@ func (d *DB) readIndex(pageSize, pageN uint32) ([]ltx.Checksum, error) {
 	if err != nil {
 		return nil, err
 	}
-	const hdrLen = len(indexMagic) + 8*8
+	const hdrLen = len(indexMagic) + indexHeaderFields*8
 	if len(b) < hdrLen+8 || string(b[:len(indexMagic)]) != indexMagic {
 		return nil, errors.New("bad header")
 	}
@@ -127,15 +155,18 @@ func (d *DB) readIndex(pageSize, pageN uint32) ([]ltx.Checksum, error) {
 		return nil, errors.New("bad checksum")
 	}
 	u := func(i int) uint64 { return binary.BigEndian.Uint64(b[len(indexMagic)+8*i:]) }
+	stamp := func(i int) fileStamp {
+		return fileStamp{Size: int64(u(i)), Mtime: int64(u(i + 1)), Ctime: int64(u(i + 2)), Ino: u(i + 3)}
+	}
 	got := indexHeader{
 		Pos:      Pos{TXID: ltx.TXID(u(0)), PostApplyChecksum: ltx.Checksum(u(1))},
 		PageSize: uint32(u(2)), PageN: uint32(u(3)),
-		DBSize: int64(u(4)), DBMtime: int64(u(5)), WALSize: int64(u(6)), WALMtime: int64(u(7)),
+		DB: stamp(4), WAL: stamp(8),
 	}
 	want := d.currentIndexHeader()
 	want.PageSize, want.PageN = pageSize, pageN
 	if got != want {
-		return nil, fmt.Errorf("stale (saved at %v, files changed since)", time.Unix(0, got.DBMtime).UTC())
+		return nil, fmt.Errorf("%w: saved at %v", errStaleIndex, time.Unix(0, got.DB.Ctime).UTC())
 	}
 	if (len(body)-hdrLen)/8 != int(pageN) || (len(body)-hdrLen)%8 != 0 {
 		return nil, errors.New("wrong length")

@@ -213,6 +213,7 @@ func (d *DB) loadWAL(stop int64) error {
 		if commit := binary.BigEndian.Uint32(buf[4:8]); commit != 0 {
 			for _, fr := range w.pending {
 				w.index[fr.pgno] = fr.off
+				w.versions[fr.pgno] = append(w.versions[fr.pgno], fr.off)
 			}
 			for pgno := range w.index {
 				if pgno > commit {
@@ -262,7 +263,9 @@ func (d *DB) recompute(ctx context.Context, pageSize, pageN uint32, snapshot boo
 		return false, nil
 	}
 	if d.pos.TXID != 0 {
-		d.logger.Warn("database does not match its log; writing a change set with every page",
+		// Either a crash came between a write of the database and the sync
+		// of its change set, or the file was changed behind Ferry's back.
+		d.logger.Error("database does not match its log; repairing the log with a change set of every page",
 			"pos", d.pos, "checksum", ltx.ChecksumFlag|sum)
 	}
 	pages, err := d.readLogicalPages(allPages(pageSize, pageN), pageSize)

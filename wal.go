@@ -30,6 +30,9 @@ type walState struct {
 	// index maps each page to the offset of its newest committed frame in
 	// this generation, so that the logical database can be read.
 	index map[uint32]int64
+	// versions lists, for each page, the offsets of all its committed
+	// frames in this generation: a checkpoint may copy any of them.
+	versions map[uint32][]int64
 }
 
 // walFrame is a validated frame of the transaction in progress.
@@ -59,6 +62,7 @@ func (w *walState) startGeneration(h walHeader) {
 		scanCksum:   h.cksum,
 		maxEnd:      walHeaderSize,
 		index:       make(map[uint32]int64),
+		versions:    make(map[uint32][]int64),
 	}
 }
 
@@ -157,6 +161,7 @@ func (d *DB) commitWALLocked() error {
 	for _, fr := range frames {
 		newest[fr.pgno] = fr
 		w.index[fr.pgno] = fr.off
+		w.versions[fr.pgno] = append(w.versions[fr.pgno], fr.off)
 	}
 	commit := last.commit
 	w.lastCommit = commit

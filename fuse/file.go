@@ -2,6 +2,7 @@ package fuse
 
 import (
 	"context"
+	"errors"
 	"os"
 	"sync/atomic"
 	"syscall"
@@ -25,6 +26,9 @@ type file struct {
 	fsys  *FS
 	node  *node
 	class atomic.Pointer[fileClass]
+	// outside is set when the handle wrote a database outside any
+	// transaction: flushing or releasing it captures those writes.
+	outside atomic.Bool
 }
 
 // fileClass is what the store takes a file to be, as of the node's
@@ -121,6 +125,12 @@ func (h *file) Write(ctx context.Context, data []byte, off int64) (uint32, sysca
 		if err := db.CatchUpWAL(); err != nil {
 			return 0, syscall.EIO
 		}
+		if err := db.CheckDBWrite(off, data); errors.Is(err, ferry.ErrNotCheckpoint) {
+			return 0, syscall.EPERM
+		} else if err != nil {
+			h.fsys.logger.Error("check database write", "name", h.name, "err", err)
+			return 0, syscall.EIO
+		}
 	}
 	n, errno := h.lf.Write(ctx, data, off)
 	if errno != 0 {
@@ -130,7 +140,9 @@ func (h *file) Write(ctx context.Context, data []byte, off int64) (uint32, sysca
 	var err error
 	switch role {
 	case ferry.RoleDB:
-		db.DBWritten(off, data)
+		if db.DBWritten(off, data) {
+			h.outside.Store(true)
+		}
 	case ferry.RoleJournal:
 		err = db.JournalWritten(off, data)
 	case ferry.RoleWAL:
@@ -171,16 +183,39 @@ func (h *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 // When an application closes a database, its change sets are written to
 // the LTX log right away rather than with the next group.
 func (h *file) Flush(ctx context.Context) syscall.Errno {
+	errno := h.captureWritesOutside()
 	if role, db := h.tracked(); role == ferry.RoleDB && db != nil {
 		if err := db.Sync(); err != nil {
 			h.fsys.logger.Error("write change sets", "name", h.name, "err", err)
 		}
 	}
-	return h.lf.Flush(ctx)
+	if ferr := h.lf.Flush(ctx); ferr != 0 {
+		return ferr
+	}
+	return errno
 }
 
-// Release closes the backing file.
+// captureWritesOutside makes the pages this handle wrote to a database
+// outside any transaction a change set: the writer is done with them.
+func (h *file) captureWritesOutside() syscall.Errno {
+	if !h.outside.Swap(false) {
+		return 0
+	}
+	role, db := h.tracked()
+	if role != ferry.RoleDB || db == nil {
+		return 0
+	}
+	if err := db.CaptureWritesOutside(); err != nil {
+		h.fsys.logger.Error("capture writes made outside a transaction", "name", h.name, "err", err)
+		return syscall.EIO
+	}
+	return 0
+}
+
+// Release closes the backing file, after capturing writes made through
+// the handle since it was flushed (a shared mapping's, written back late).
 func (h *file) Release(ctx context.Context) syscall.Errno {
+	_ = h.captureWritesOutside()
 	if h.f != nil {
 		h.f.Close()
 	}
@@ -198,6 +233,10 @@ func (h *file) Getattr(ctx context.Context, out *fuse.AttrOut) syscall.Errno {
 // Setattr changes attributes; a size change is reported to the store.
 func (h *file) Setattr(ctx context.Context, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	role, db := h.tracked()
+	if _, ok := in.GetSize(); ok && role == ferry.RoleDB && db != nil {
+		// A truncate outside a transaction is captured like a write.
+		h.outside.Store(true)
+	}
 	return resize(ctx, role, db, in, func() syscall.Errno { return h.lf.Setattr(ctx, in, out) })
 }
 
