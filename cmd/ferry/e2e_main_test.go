@@ -85,6 +85,16 @@ func startMount(t *testing.T) *testMount {
 // startMountWith is startMount with extra YAML appended to the config.
 func startMountWith(t *testing.T, extra string) *testMount {
 	t.Helper()
+	m := newTestMount(t, extra)
+	m.start(t)
+	return m
+}
+
+// newTestMount prepares a mount point, a data directory and the config of
+// a `ferry mount` process, with extra YAML appended, without starting it:
+// a test can put files in the data directory first, then call start.
+func newTestMount(t *testing.T, extra string) *testMount {
+	t.Helper()
 	root := t.TempDir()
 	m := &testMount{
 		Dir:     filepath.Join(root, "mnt"),
@@ -102,7 +112,13 @@ func startMountWith(t *testing.T, extra string) *testMount {
 	if err := os.WriteFile(m.Config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return m
+}
 
+// start starts the process, waits until the kernel lists the mount, and
+// stops it with SIGTERM when the test ends.
+func (m *testMount) start(t *testing.T) {
+	t.Helper()
 	m.cmd = exec.Command(ferryBin, "mount", "-config", m.Config)
 	m.cmd.Stdout, m.cmd.Stderr = m.output, m.output
 	if err := m.cmd.Start(); err != nil {
@@ -126,7 +142,6 @@ func startMountWith(t *testing.T, extra string) *testMount {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return m
 }
 
 // stop sends SIGTERM and waits for the process to unmount and exit. A

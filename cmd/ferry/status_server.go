@@ -29,6 +29,9 @@ type statusSources struct {
 	// BucketPos returns the position of the newest change set of a
 	// database the bucket holds.
 	BucketPos func(name string) (ferry.Pos, bool)
+	// Faults lists the databases that are quarantined or read-only
+	// because of an error (ferry.Store.Faults).
+	Faults func() []ferry.Fault
 }
 
 // statusReport is the body of GET /v1/status and `ferry status --json`.
@@ -54,6 +57,12 @@ type dbStatus struct {
 	// negative when the local copy trails the bucket.
 	Lag   *int64 `json:"lag,omitempty"`
 	Error string `json:"error,omitempty"`
+	// State is set when the store cannot fully serve the database:
+	// "quarantined" (it could not be opened and is left untouched) or
+	// "read-only" (a commit could not be captured; repaired in the
+	// background). Reason says why.
+	State  string `json:"state,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // handoffRequest is the body of POST /v1/handoff.
@@ -144,9 +153,19 @@ func buildStatus(ctx context.Context, src statusSources) (statusReport, error) {
 			names[n] = true
 		}
 	}
+	faults := map[string]ferry.Fault{}
+	if src.Faults != nil {
+		for _, f := range src.Faults() {
+			faults[f.Name] = f
+			names[f.Name] = true
+		}
+	}
 	now := time.Now()
 	for name := range names {
 		d := dbStatus{Name: name}
+		if f, ok := faults[name]; ok {
+			d.State, d.Reason = f.State, f.Reason
+		}
 		l, known := leases[name]
 		switch {
 		case known && l.Held(now):

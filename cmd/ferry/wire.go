@@ -66,6 +66,7 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 		Databases: store.DBs,
 		LocalPos:  store.LocalPos,
 		BucketPos: rep.BucketPos,
+		Faults:    store.Faults,
 	}), logger)
 	if err != nil {
 		return nil, errors.Join(err, rep.Close(ctx), mgr.Close())
