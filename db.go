@@ -218,7 +218,8 @@ func (d *DB) close() error {
 	if err := d.syncLocked(); err != nil {
 		errs = append(errs, err)
 	}
-	if d.state == stateDatabase && !d.pos.IsZero() {
+	// A broken database's checksums describe commits its log lacks.
+	if d.state == stateDatabase && !d.pos.IsZero() && d.broken == nil {
 		if err := d.saveIndex(); err != nil {
 			errs = append(errs, err)
 		}

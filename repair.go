@@ -60,6 +60,14 @@ func (s *Store) repairLoop(ctx context.Context) {
 	}
 }
 
+// isBroken reports whether a commit of the database could not be captured
+// and it is not repaired yet.
+func (d *DB) isBroken() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.broken != nil
+}
+
 // repairDue reports whether the database is broken and its next retry is
 // due.
 func (d *DB) repairDue(now time.Time) bool {
