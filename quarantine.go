@@ -15,8 +15,8 @@ import (
 // quarantined: the store leaves its files exactly as they are, makes no
 // change set of it and so uploads nothing, the mount still serves it for
 // reading, writes to it are refused as on a read-only database, and
-// `ferry status` names it with the reason. Deleting or renaming it
-// through the mount, or restarting once it is fixed, takes it up again.
+// `ferry status` names it with the reason. Deleting it through the mount
+// clears it; once the file is fixed, a restart takes it up again.
 
 // Fault states, as Fault.State reports them.
 const (
