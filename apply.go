@@ -99,6 +99,9 @@ func (d *DB) applyLocked(ctx context.Context, r io.Reader) (Pos, error) {
 	if d.state == statePlain {
 		return Pos{}, errors.New("file is not a database")
 	}
+	if d.state == stateQuarantined {
+		return Pos{}, fmt.Errorf("database is quarantined: %w", d.quarantined)
+	}
 	if err := d.flushLocked(); err != nil {
 		return Pos{}, err
 	}

@@ -23,6 +23,9 @@ const (
 	stateDatabase
 	// statePlain is a candidate whose first write was not a database page.
 	statePlain
+	// stateQuarantined is a database that could not be opened: it is left
+	// untouched and refused for writing (see quarantine.go).
+	stateQuarantined
 )
 
 // DB is one database of a Store: its backing file, its position, the
@@ -63,8 +66,14 @@ type DB struct {
 	posFile     *os.File
 
 	// broken is set when a transaction could not be captured; writes are
-	// refused until recovery on the next start repairs the log.
+	// refused until a repair brings the log level with the database again
+	// (see repair.go).
 	broken error
+	repair repairSchedule
+
+	// quarantined is why a database in stateQuarantined could not be
+	// opened.
+	quarantined error
 }
 
 func newDB(s *Store, name string) *DB {
@@ -114,6 +123,9 @@ func (d *DB) IsDatabase() bool { return d.isDatabase() }
 // delete the database now. Unlike CheckWrite it lets a database whose
 // capture failed be deleted: deleting it ends the divergence, and one
 // created again under its name starts from a change set of every page.
+//
+// A quarantined database may be deleted too: that is how an operator
+// clears it without a restart.
 func (d *DB) CheckRemove(ctx context.Context) error {
 	return d.store.checkWrite(ctx, d.name)
 }
@@ -140,6 +152,9 @@ func (d *DB) CheckRename() error {
 // CheckWrite returns an error wrapping ErrReadOnly when this node may not
 // write the database now.
 func (d *DB) CheckWrite(ctx context.Context) error {
+	if err := d.quarantineError(); err != nil {
+		return err
+	}
 	d.mu.Lock()
 	broken := d.broken
 	d.mu.Unlock()
@@ -154,7 +169,7 @@ func (d *DB) CheckWrite(ctx context.Context) error {
 // write, so that the store can fence writers when that time ends.
 func (d *DB) WALBypassAllowed() bool {
 	d.mu.Lock()
-	refused := d.broken != nil || d.follow.unfence != nil
+	refused := d.broken != nil || d.follow.unfence != nil || d.state == stateQuarantined
 	d.mu.Unlock()
 	if refused {
 		return false
@@ -468,13 +483,14 @@ func (d *DB) commitJournalLocked() error {
 }
 
 // fail logs err: the change set could not be made, which makes the log
-// diverge from the database, so the database is refused until restart,
-// when recovery repairs the log.
+// diverge from the database, so writes are refused until the background
+// repair brings the log level with the database (see repair.go).
 func (d *DB) fail(err error) error {
 	d.logger.Error("cannot capture transaction", "err", err)
 	err = fmt.Errorf("database %q: %w", d.name, err)
 	if d.broken == nil {
 		d.broken = err
+		d.scheduleRepairLocked()
 	}
 	return err
 }

@@ -160,8 +160,10 @@ func (s *Store) Open(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		db := newDB(s, name)
-		if err := db.open(ctx); err != nil {
+		// A database that cannot be opened is quarantined rather than
+		// keeping every other one from starting.
+		db, err := s.openDB(ctx, name)
+		if err != nil {
 			return fmt.Errorf("open database %q: %w", name, err)
 		}
 		s.mu.Lock()
@@ -174,7 +176,7 @@ func (s *Store) Open(ctx context.Context) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
 		s.retentionLoop(ctx)
@@ -186,6 +188,10 @@ func (s *Store) Open(ctx context.Context) error {
 	go func() {
 		defer s.wg.Done()
 		s.syncLoop(ctx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.repairLoop(ctx)
 	}()
 	return nil
 }
@@ -403,15 +409,17 @@ func (s *Store) lookupDB(name string) (*DB, error) {
 	if db := s.dbs[name]; db != nil {
 		return db, nil
 	}
-	db = newDB(s, name)
 	if isDB {
 		// A database that appeared since Open, such as one restored into the
-		// tree: recover it like any other.
-		if err := db.open(context.Background()); err != nil {
+		// tree: recover it like any other, or quarantine it.
+		if db, err = s.openDB(context.Background(), name); err != nil {
 			return nil, fmt.Errorf("open database %q: %w", name, err)
 		}
-	} else if err := db.openCandidate(); err != nil {
-		return nil, err
+	} else {
+		db = newDB(s, name)
+		if err := db.openCandidate(); err != nil {
+			return nil, err
+		}
 	}
 	s.dbs[name] = db
 	return db, nil

@@ -32,6 +32,9 @@ func (s *Store) syncLoop(ctx context.Context) {
 		case <-time.After(groupSyncDelay):
 		}
 		for _, db := range s.allDBs() {
+			if db.isBroken() {
+				continue // repairLoop mends it; flushing would fail again
+			}
 			if err := db.Sync(); err != nil {
 				s.logger.Error("sync change sets", "db", db.name, "err", err)
 			}

@@ -46,6 +46,7 @@ func (d *DB) fence(epoch uint64) (bool, error) {
 		return d.follow.unfence != nil, nil
 	}
 	d.follow.unfence, d.follow.fencedEpoch = unfence, epoch
+	d.follow.fencedBroken = d.broken != nil
 	d.logger.Info("fenced WAL writers: this node may not write the database", "epoch", epoch)
 	n, err := d.catchUpWALCountLocked()
 	if n > 0 {

@@ -46,9 +46,13 @@ type walFollow struct {
 	// unfence gives back the WAL write lock the store holds while this
 	// node may not write but handles that bypass it are still open; nil
 	// while not fenced. The fence stays until the handles are closed or
-	// a new lease (another epoch) is granted here.
+	// a new lease (another epoch) is granted here, or, when it went up
+	// because the database broke, until a repair mends it.
 	unfence     func()
 	fencedEpoch uint64
+	// fencedBroken is set when the fence went up because the database was
+	// broken: it comes down once a repair clears that, under any epoch.
+	fencedBroken bool
 }
 
 // WALBypassOpened records that a handle of the database's WAL was opened
@@ -173,7 +177,8 @@ func (d *DB) closeWALReaderLocked() {
 
 // pollWAL is one background look at the database's WAL, if it bypasses
 // the store: it captures new commits, fences the WAL's writers once this
-// node may no longer write, and lifts the fence under a new lease. An idle
+// node may no longer write, and lifts the fence under a new lease or once
+// a repair mends the break that raised it. An idle
 // WAL is looked at less and less often.
 func (d *DB) pollWAL() {
 	d.mu.Lock()
@@ -195,7 +200,7 @@ func (d *DB) pollWAL() {
 		d.mu.Unlock()
 		d.fence(epoch)
 		return
-	case writable && fw.unfence != nil && epoch != fw.fencedEpoch:
+	case writable && fw.unfence != nil && (epoch != fw.fencedEpoch || fw.fencedBroken):
 		unfence := fw.unfence
 		fw.unfence = nil
 		d.mu.Unlock()

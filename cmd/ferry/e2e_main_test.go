@@ -85,12 +85,30 @@ func startMount(t *testing.T) *testMount {
 // startMountWith is startMount with extra YAML appended to the config.
 func startMountWith(t *testing.T, extra string) *testMount {
 	t.Helper()
-	return startMountAt(t, filepath.Join(t.TempDir(), "data"), extra)
+	m := newTestMount(t, extra)
+	m.start(t)
+	return m
 }
 
 // startMountAt is startMountWith on the data directory dataDir, which a
 // test may have prepared.
 func startMountAt(t *testing.T, dataDir, extra string) *testMount {
+	t.Helper()
+	m := newTestMountAt(t, dataDir, extra)
+	m.start(t)
+	return m
+}
+
+// newTestMount prepares a mount point, a data directory and the config of
+// a `ferry mount` process, with extra YAML appended, without starting it:
+// a test can put files in the data directory first, then call start.
+func newTestMount(t *testing.T, extra string) *testMount {
+	t.Helper()
+	return newTestMountAt(t, filepath.Join(t.TempDir(), "data"), extra)
+}
+
+// newTestMountAt is newTestMount on the data directory dataDir.
+func newTestMountAt(t *testing.T, dataDir, extra string) *testMount {
 	t.Helper()
 	root := t.TempDir()
 	m := &testMount{
@@ -107,12 +125,11 @@ func startMountAt(t *testing.T, dataDir, extra string) *testMount {
 	if err := os.WriteFile(m.Config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m.start(t)
 	return m
 }
 
-// start runs `ferry mount` on m's config and waits until the kernel lists
-// the mount.
+// start runs `ferry mount` on m's config, waits until the kernel lists the
+// mount, and stops it with SIGTERM when the test ends.
 func (m *testMount) start(t *testing.T) {
 	t.Helper()
 	m.output, m.done, m.err = &syncBuffer{}, make(chan struct{}), nil

@@ -205,7 +205,29 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	for _, d := range rep.Databases {
+	return printFaults(w, rep.Databases)
+}
+
+// printFaults lists the databases the node cannot fully serve, and why,
+// below the main table, which keeps its columns.
+func printFaults(w io.Writer, dbs []dbStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	header := false
+	for _, d := range dbs {
+		if d.State == "" {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w)
+			fmt.Fprintln(tw, "DATABASE\tSTATE\tREASON")
+			header = true
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", d.Name, d.State, d.Reason)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, d := range dbs {
 		if d.SetAside != "" {
 			fmt.Fprintf(w, "\n%s: a local copy diverged from the bucket and was set aside (%d in all); newest: %s\n", d.Name, d.SetAsideCount, d.SetAside)
 		}

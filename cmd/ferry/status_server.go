@@ -32,6 +32,9 @@ type statusSources struct {
 	// SetAside lists the directories holding copies of a database that
 	// diverged from the bucket and were set aside (ferry.Store.SetAside).
 	SetAside func(name string) ([]string, error)
+	// Faults lists the databases that are quarantined or read-only
+	// because of an error (ferry.Store.Faults).
+	Faults func() []ferry.Fault
 }
 
 // statusReport is the body of GET /v1/status and `ferry status --json`.
@@ -62,6 +65,12 @@ type dbStatus struct {
 	// SetAsideCount how many such copies there are.
 	SetAside      string `json:"setAside,omitempty"`
 	SetAsideCount int    `json:"setAsideCount,omitempty"`
+	// State is set when the store cannot fully serve the database:
+	// "quarantined" (it could not be opened and is left untouched) or
+	// "read-only" (a commit could not be captured; repaired in the
+	// background). Reason says why.
+	State  string `json:"state,omitempty"`
+	Reason string `json:"reason,omitempty"`
 }
 
 // handoffRequest is the body of POST /v1/handoff.
@@ -152,9 +161,19 @@ func buildStatus(ctx context.Context, src statusSources) (statusReport, error) {
 			names[n] = true
 		}
 	}
+	faults := map[string]ferry.Fault{}
+	if src.Faults != nil {
+		for _, f := range src.Faults() {
+			faults[f.Name] = f
+			names[f.Name] = true
+		}
+	}
 	now := time.Now()
 	for name := range names {
 		d := dbStatus{Name: name}
+		if f, ok := faults[name]; ok {
+			d.State, d.Reason = f.State, f.Reason
+		}
 		l, known := leases[name]
 		switch {
 		case known && l.Held(now):

@@ -50,6 +50,9 @@ func startStatusNode(t *testing.T) (lease.Manager, string) {
 			}
 			return ferry.Pos{}, false
 		},
+		Faults: func() []ferry.Fault {
+			return []ferry.Fault{{Name: "eu/tenant.db", State: ferry.FaultReadOnly, Reason: "disk full"}}
+		},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -88,6 +91,7 @@ func TestStatusCommand(t *testing.T) {
 		ferry.Pos{TXID: 12, PostApplyChecksum: 0xabc}.String(),
 		ferry.Pos{TXID: 10, PostApplyChecksum: 0x123}.String(),
 		"eu/tenant.db",
+		"STATE", "read-only", "disk full",
 	} {
 		if !strings.Contains(table, want) {
 			t.Errorf("status table lacks %q", want)
@@ -109,7 +113,8 @@ func TestStatusCommand(t *testing.T) {
 	if a.Name != "a.db" || a.Holder != "solo" || a.Epoch == 0 || a.Expires == nil || a.Lag == nil || *a.Lag != 2 {
 		t.Fatalf("a.db = %+v", a)
 	}
-	if eu := rep.Databases[1]; eu.Holder != "" || eu.Local == nil || eu.Bucket != nil || eu.Lag == nil || *eu.Lag != 3 {
+	if eu := rep.Databases[1]; eu.Holder != "" || eu.Local == nil || eu.Bucket != nil || eu.Lag == nil || *eu.Lag != 3 ||
+		eu.State != ferry.FaultReadOnly || eu.Reason != "disk full" {
 		t.Fatalf("eu/tenant.db = %+v", eu)
 	}
 }

@@ -67,6 +67,7 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 		LocalPos:  store.LocalPos,
 		BucketPos: rep.BucketPos,
 		SetAside:  store.SetAside,
+		Faults:    store.Faults,
 	}), logger)
 	if err != nil {
 		return nil, errors.Join(err, rep.Close(ctx), mgr.Close())
