@@ -61,6 +61,9 @@ type database struct {
 	// readOnly is set when the guard last refused this node the database;
 	// its backlog is then left to the writer until the next commit.
 	readOnly bool
+	// damaged holds the objects found damaged that the local log could
+	// not rebuild, so each is reported once and retried only rarely.
+	damaged map[string]*damagedObject
 
 	statMu       sync.Mutex
 	bucketPos    ferry.Pos
