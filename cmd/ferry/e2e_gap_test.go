@@ -125,6 +125,11 @@ func TestE2ELocalLogGapRefilled(t *testing.T) {
 		t.Fatalf("gaps after removing %s: %v", victim, gaps)
 	}
 
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"verify", "-config", m.Config, name}, &stdout, &stderr); err == nil || !strings.Contains(stdout.String(), "missing TXIDs") {
+		t.Fatalf("ferry verify of a log with a gap: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+
 	m2 := relaunchMount(t, m)
 	if gaps, files := localLogGaps(t, m2, name); len(gaps) != 0 {
 		t.Fatalf("local log still misses TXIDs %v after a restart (log: %v)\nmount output:\n%s", gaps, files, m2.output)
@@ -133,7 +138,8 @@ func TestE2ELocalLogGapRefilled(t *testing.T) {
 		t.Errorf("the refill was not logged:\n%s", m2.output)
 	}
 	checkReplay(t, m2, name)
-	var stdout, stderr bytes.Buffer
+	stdout.Reset()
+	stderr.Reset()
 	if err := run(context.Background(), []string{"verify", "-config", m2.Config, name}, &stdout, &stderr); err != nil {
 		t.Fatalf("ferry verify: %v\n%s%s", err, stdout.String(), stderr.String())
 	}
