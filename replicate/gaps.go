@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/ferrydb/ferry/ltx"
 )
@@ -22,6 +23,10 @@ import (
 // replace. Only TXIDs the bucket holds are ever replaced, so the log still
 // keeps everything the bucket lacks, and the newest local file, which
 // recovery reads its WAL position from, is never replaced.
+
+// gapCheckTimeout bounds how long Start waits for the bucket to refill
+// gaps before it lets the store open the databases.
+const gapCheckTimeout = 10 * time.Second
 
 // logGap is a run of TXIDs missing between local files i-1 and i.
 type logGap struct {
@@ -99,7 +104,14 @@ func (r *Replicator) fillGaps(ctx context.Context, db *database) error {
 			unfillable = append(unfillable, fmt.Errorf("local LTX log of %s is missing %s, and the bucket cannot refill it", db.name, g))
 			continue
 		}
-		if err := r.refill(ctx, db, local, plan, from, to); err != nil {
+		err = r.refill(ctx, db, local, plan, from, to)
+		var oe *objectError
+		if errors.Is(err, ErrConflict) || errors.As(err, &oe) {
+			// Retrying would meet the same objects: report it once.
+			skip[g.min] = true
+			unfillable = append(unfillable, fmt.Errorf("local LTX log of %s is missing %s, and the bucket cannot refill it: %w", db.name, g, err))
+			continue
+		} else if err != nil {
 			return fmt.Errorf("refill %s of %s: %w", g, db.name, err)
 		}
 		r.opts.Logger.Warn("refilled a gap in the local LTX log from the bucket",

@@ -102,7 +102,9 @@ func (r *Replicator) Start(ctx context.Context) error {
 	}
 	// Before the store opens the databases, so that recovery finds each
 	// log whole.
-	cctx, cancel := context.WithTimeout(ctx, r.opts.UploadTimeout)
+	// A bucket that does not answer delays the start by at most
+	// gapCheckTimeout; the uploads retry later.
+	cctx, cancel := context.WithTimeout(ctx, min(r.opts.UploadTimeout, gapCheckTimeout))
 	r.checkLocalLogs(cctx, names)
 	cancel()
 	for _, name := range names {
