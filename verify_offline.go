@@ -10,9 +10,10 @@ import (
 	"github.com/ferrydb/ferry/ltx"
 )
 
-// VerifyFiles recomputes the checksum of database name from its files
-// under layout (the database file and the committed frames of its WAL) and
-// compares it with the position at the end of its local log. It changes
+// VerifyFiles checks that database name's local log is one unbroken
+// chain, recomputes the database's checksum from its files under layout
+// (the database file and the committed frames of its WAL) and compares it
+// with the position at the end of its local log. It changes
 // nothing, so it may run while the database is mounted; a transaction that
 // commits during the check can make it report a difference, so callers
 // retry once before concluding. It returns the log's position and the
@@ -38,6 +39,9 @@ func VerifyFiles(ctx context.Context, layout Layout, name string) (Pos, ltx.Chec
 	}
 	if len(files) == 0 {
 		return Pos{}, 0, fmt.Errorf("%q has no local LTX log", name)
+	}
+	if err := checkChain(files); err != nil {
+		return Pos{}, 0, fmt.Errorf("%q: %w", name, err)
 	}
 	_, trailer, err := verifyLTXFile(files[len(files)-1].path)
 	if err != nil {

@@ -41,7 +41,7 @@ func due(now, last time.Time, interval time.Duration) bool {
 }
 
 func (r *Replicator) snapshotDue(db *database, now time.Time) bool {
-	if r.opts.SnapshotInterval < 0 || db.files.head.TXID == 0 || db.needObject {
+	if r.opts.SnapshotInterval < 0 || db.files.head.TXID == 0 || db.needObject || r.anyDamageWait(db) {
 		return false
 	}
 	return now.Sub(db.lastRun[SnapshotLevel]) >= r.opts.SnapshotInterval &&
@@ -100,6 +100,9 @@ func (r *Replicator) compact(ctx context.Context, db *database, src, dst int) er
 		if fi.MaxTXID <= from || fi.MaxTXID > db.files.head.TXID {
 			continue
 		}
+		if r.damageWait(db, fi.Key) {
+			break // damaged beyond repair; merge what comes before it
+		}
 		if len(inputs) == 0 {
 			if from > 0 && fi.MinTXID > from+1 {
 				break // a gap; wait for the files between
@@ -126,7 +129,7 @@ func (r *Replicator) compact(ctx context.Context, db *database, src, dst int) er
 		}
 		hdr, rd, err := ltx.PeekHeader(src)
 		if err != nil {
-			return fmt.Errorf("compact %s L%d: object %s: %w", db.name, dst, fi.Key, err)
+			return r.compactFailed(ctx, db, inputs, fmt.Errorf("compact %s L%d: object %s: %w", db.name, dst, fi.Key, err))
 		}
 		// Files of different page sizes cannot be merged: a change of page
 		// size ends this run, and the next compaction starts from it.
@@ -141,7 +144,7 @@ func (r *Replicator) compact(ctx context.Context, db *database, src, dst int) er
 	defer out.Close()
 	c := ltx.NewCompactor(out, bufs...)
 	if err := c.Compact(ctx); err != nil {
-		return fmt.Errorf("compact %s L%d from %s..: %w", db.name, dst, inputs[0].Key, err)
+		return r.compactFailed(ctx, db, inputs, fmt.Errorf("compact %s L%d from %s..: %w", db.name, dst, inputs[0].Key, err))
 	}
 	hdr := c.Header()
 	key := r.bucket.keys.ltx(db.name, dst, hdr.MinTXID, hdr.MaxTXID)
@@ -163,6 +166,9 @@ func (r *Replicator) snapshot(ctx context.Context, db *database) error {
 	defer os.RemoveAll(dir)
 	dbPath := dir + "/db"
 	res, err := r.bucket.restore(ctx, db.name, dbPath, RestoreOptions{TXID: db.files.head.TXID})
+	if err != nil && r.healAfter(ctx, db, err) {
+		res, err = r.bucket.restore(ctx, db.name, dbPath, RestoreOptions{TXID: db.files.head.TXID})
+	}
 	if err != nil {
 		return fmt.Errorf("snapshot %s: %w", db.name, err)
 	}

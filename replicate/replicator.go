@@ -61,6 +61,12 @@ type database struct {
 	// readOnly is set when the guard last refused this node the database;
 	// its backlog is then left to the writer until the next commit.
 	readOnly bool
+	// damaged holds the objects found damaged that the local log could
+	// not rebuild, so each is reported once and retried only rarely.
+	damaged map[string]*damagedObject
+	// logChecked is set once the local log is known to have no gap the
+	// bucket could refill.
+	logChecked bool
 
 	statMu       sync.Mutex
 	bucketPos    ferry.Pos
@@ -86,17 +92,25 @@ func New(backend Backend, layout ferry.Layout, opts Options) *Replicator {
 // Bucket returns the bucket the replicator uploads to.
 func (r *Replicator) Bucket() *Bucket { return r.bucket }
 
-// Start scans the data directory for LTX files not yet uploaded, then
-// uploads in the background until Close.
+// Start scans the data directory for LTX files not yet uploaded and
+// refills gaps in the local logs from the bucket, then uploads in the
+// background until Close.
 func (r *Replicator) Start(ctx context.Context) error {
 	names, err := r.localDatabases()
 	if err != nil {
 		return fmt.Errorf("replicator: %w", err)
 	}
+	// Before the store opens the databases, so that recovery finds each
+	// log whole.
+	// A bucket that does not answer delays the start by at most
+	// gapCheckTimeout; the uploads retry later.
+	cctx, cancel := context.WithTimeout(ctx, min(r.opts.UploadTimeout, gapCheckTimeout))
+	r.checkLocalLogs(cctx, names)
+	cancel()
 	for _, name := range names {
 		r.get(name).dirty.Store(true)
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel = context.WithCancel(ctx)
 	r.cancel = cancel
 	r.done = make(chan struct{})
 	go r.run(ctx)

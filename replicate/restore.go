@@ -296,11 +296,11 @@ func (s *dbState) pageSum(pgno uint32) (ltx.Checksum, error) {
 func (s *dbState) apply(ctx context.Context, f *os.File, r io.Reader, fi fileInfo) error {
 	dec := ltx.NewDecoder(r)
 	if err := dec.DecodeHeader(); err != nil {
-		return fmt.Errorf("object %s: %w", fi.Key, err)
+		return &objectError{key: fi.Key, err: err}
 	}
 	hdr := dec.Header()
 	if hdr.MinTXID != fi.MinTXID || hdr.MaxTXID != fi.MaxTXID {
-		return fmt.Errorf("object %s: %w: header covers %s-%s", fi.Key, ltx.ErrInvalidFile, hdr.MinTXID, hdr.MaxTXID)
+		return &objectError{key: fi.Key, err: fmt.Errorf("%w: header covers %s-%s", ltx.ErrInvalidFile, hdr.MinTXID, hdr.MaxTXID)}
 	}
 	// The first file, a snapshot, is summed by its decoder if it carries
 	// checksums.
@@ -339,7 +339,7 @@ func (s *dbState) apply(ctx context.Context, f *os.File, r io.Reader, fi fileInf
 		if err := dec.DecodePage(&ph, data); err == io.EOF {
 			break
 		} else if err != nil {
-			return fmt.Errorf("object %s: %w", fi.Key, err)
+			return &objectError{key: fi.Key, err: err}
 		}
 		if !fromDecoder && ph.Pgno != s.lockPgno {
 			// Pages are unique within a file, so the old version of this
@@ -363,7 +363,7 @@ func (s *dbState) apply(ctx context.Context, f *os.File, r io.Reader, fi fileInf
 		return fmt.Errorf("apply %s: %w", fi.Key, err)
 	}
 	if err := dec.Close(); err != nil {
-		return fmt.Errorf("object %s: %w", fi.Key, err)
+		return &objectError{key: fi.Key, err: err}
 	}
 	trailer := dec.Trailer()
 

@@ -56,6 +56,11 @@ func (r *Replicator) upload(ctx context.Context, db *database) error {
 		}
 		return err
 	}
+	if !db.logChecked {
+		if err := r.fillGaps(ctx, db); err != nil {
+			r.opts.Logger.Error("local LTX log has a gap", "db", db.name, "err", err)
+		}
+	}
 	reloads := 0
 	var target ltx.TXID
 	for round := 0; ; round++ {
