@@ -47,7 +47,7 @@ func isLTXName(s string) bool {
 func filePath(key string) string {
 	rest, file := path.Split(key)
 	parent, level := path.Split(strings.TrimSuffix(rest, "/"))
-	if rest == "" || !isLevelDir(level) || !isLTXName(file) {
+	if parent == "" || !isLevelDir(level) || !isLTXName(file) {
 		return key
 	}
 	return parent + "ltx/" + strconv.Itoa(levelOf(level)) + "/" + file
@@ -91,7 +91,7 @@ func (b *FileBackend) migrate() error {
 			return nil
 		}
 		dir := filepath.Dir(p)
-		if dir == b.root || !isLevelDir(filepath.Base(dir)) || !isLTXName(d.Name()) {
+		if filepath.Dir(dir) == b.root || !isLevelDir(filepath.Base(dir)) || !isLTXName(d.Name()) {
 			return nil
 		}
 		dst := filepath.Join(filepath.Dir(dir), "ltx", strconv.Itoa(levelOf(filepath.Base(dir))), d.Name())
