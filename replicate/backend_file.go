@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,9 +24,9 @@ const tmpPrefix = ".tmp-"
 const lockName = ".ferry-lock"
 
 // FileBackend stores objects as plain files under a directory, one file per
-// key, so that Ferry runs without any cloud account. (Litestream's own file
-// replica uses a different tree; copying the directory to S3 gives a bucket
-// Litestream can restore from.)
+// key, so that Ferry runs without any cloud account. LTX files are laid
+// out as Litestream's file replica lays them out (see filePath), so that
+// `litestream restore file://DIR/<name>` reads a database's history.
 type FileBackend struct {
 	root string
 	mu   sync.Mutex // serializes conditional writes within this process
@@ -39,7 +40,11 @@ func NewFileBackend(dir string) (*FileBackend, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("file backend: %w", err)
 	}
-	return &FileBackend{root: dir}, nil
+	b := &FileBackend{root: dir}
+	if err := b.migrate(); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // path maps a key to its file, refusing keys that would escape the root.
@@ -48,7 +53,7 @@ func (b *FileBackend) path(key string) (string, error) {
 	if key == "" || clean != "/"+key || strings.Contains(key, "\\") {
 		return "", fmt.Errorf("file backend: invalid key %q", key)
 	}
-	return filepath.Join(b.root, filepath.FromSlash(key)), nil
+	return filepath.Join(b.root, filepath.FromSlash(filePath(key))), nil
 }
 
 // Put implements Backend. The file appears whole or not at all: it is
@@ -173,6 +178,10 @@ func (b *FileBackend) List(ctx context.Context, prefix string) ([]ObjectInfo, er
 	}
 	start := b.root
 	if dir != "" {
+		if parent, base := path.Split(dir); isLevelDir(base) {
+			// A level's files live under <parent>/ltx/<level>/.
+			dir = parent + "ltx/" + strconv.Itoa(levelOf(base))
+		}
 		p, err := b.path(dir)
 		if err != nil {
 			return nil, err
@@ -194,7 +203,7 @@ func (b *FileBackend) List(ctx context.Context, prefix string) ([]ObjectInfo, er
 		if err != nil {
 			return err
 		}
-		key := filepath.ToSlash(rel)
+		key := fileKey(filepath.ToSlash(rel))
 		if !strings.HasPrefix(key, prefix) {
 			return nil
 		}

@@ -132,13 +132,30 @@ func (bk *Bucket) catchUp(ctx context.Context, name string, applier ferry.Applie
 		}
 	}
 
-	merged, err := mergeFrom(ctx, plan, bufs, local)
-	if err != nil {
-		return local, false, fmt.Errorf("catch up %s: %w", name, err)
+	// Files of different page sizes cannot be merged: each run of one
+	// page size is applied on its own, the first file of a later run
+	// rewriting every page.
+	hdrs := make([]ltx.Header, len(plan))
+	for i, fi := range plan {
+		if hdrs[i], _, err = ltx.PeekHeader(bytes.NewReader(bufs[i])); err != nil {
+			return local, false, fmt.Errorf("catch up %s: object %s: %w", name, fi.Key, err)
+		}
 	}
-	pos, err := applier.ApplyLTX(ctx, name, bytes.NewReader(merged))
-	if err != nil {
-		return local, false, fmt.Errorf("catch up %s: apply %s-%s: %w", name, local.TXID+1, plan[len(plan)-1].MaxTXID, err)
+	pos := local
+	for _, run := range pageSizeRuns(plan, hdrs) {
+		rplan, rbufs := make([]fileInfo, len(run)), make([][]byte, len(run))
+		for j, i := range run {
+			rplan[j], rbufs[j] = plan[i], bufs[i]
+		}
+		merged, err := mergeFrom(ctx, rplan, rbufs, pos)
+		if err != nil {
+			return pos, false, fmt.Errorf("catch up %s: %w", name, err)
+		}
+		next, err := applier.ApplyLTX(ctx, name, bytes.NewReader(merged))
+		if err != nil {
+			return pos, false, fmt.Errorf("catch up %s: apply %s-%s: %w", name, pos.TXID+1, rplan[len(rplan)-1].MaxTXID, err)
+		}
+		pos = next
 	}
 	return pos, false, nil
 }

@@ -22,6 +22,9 @@ func (r *Replicator) maintenanceDue(db *database) bool {
 	if db.files == nil || !db.wrote {
 		return false
 	}
+	if _, ok := changeSnapshotTXID(db.files); ok && !db.needObject {
+		return true
+	}
 	now := r.opts.Now()
 	src := 0
 	for _, lv := range r.opts.Levels {
@@ -71,6 +74,13 @@ func (r *Replicator) maintain(ctx context.Context, db *database) error {
 		db.wrote = false // another node writes it now
 		return nil
 	}
+	if !db.needObject {
+		// Before compaction, which may merge the file the snapshot
+		// belongs at the end of into a longer one.
+		if err := r.changeSnapshot(ctx, db); err != nil {
+			return err
+		}
+	}
 	now := r.opts.Now()
 	src := 0
 	for _, lv := range r.opts.Levels {
@@ -83,7 +93,7 @@ func (r *Replicator) maintain(ctx context.Context, db *database) error {
 		src = lv.Level
 	}
 	if r.snapshotDue(db, now) {
-		if err := r.snapshot(ctx, db); err != nil {
+		if err := r.snapshotAt(ctx, db, db.files.head.TXID); err != nil {
 			return err
 		}
 		db.lastRun[SnapshotLevel] = now
@@ -156,18 +166,18 @@ func (r *Replicator) compact(ctx context.Context, db *database, src, dst int) er
 	return nil
 }
 
-// snapshot writes a level 9 snapshot of db at the head's TXID, rebuilt
-// from the bucket itself so it holds exactly what the bucket holds.
-func (r *Replicator) snapshot(ctx context.Context, db *database) error {
+// snapshotAt writes a level 9 snapshot of db at txid, rebuilt from the
+// bucket itself so it holds exactly what the bucket holds.
+func (r *Replicator) snapshotAt(ctx context.Context, db *database, txid ltx.TXID) error {
 	dir, err := os.MkdirTemp("", "ferry-snapshot-*")
 	if err != nil {
 		return fmt.Errorf("snapshot %s: %w", db.name, err)
 	}
 	defer os.RemoveAll(dir)
 	dbPath := dir + "/db"
-	res, err := r.bucket.restore(ctx, db.name, dbPath, RestoreOptions{TXID: db.files.head.TXID})
+	res, err := r.bucket.restore(ctx, db.name, dbPath, RestoreOptions{TXID: txid})
 	if err != nil && r.healAfter(ctx, db, err) {
-		res, err = r.bucket.restore(ctx, db.name, dbPath, RestoreOptions{TXID: db.files.head.TXID})
+		res, err = r.bucket.restore(ctx, db.name, dbPath, RestoreOptions{TXID: txid})
 	}
 	if err != nil {
 		return fmt.Errorf("snapshot %s: %w", db.name, err)

@@ -28,6 +28,14 @@ type head struct {
 	LastMin ltx.TXID `json:"lastMin"`
 	// Node is the writer's node name, for operators reading the bucket.
 	Node string `json:"node,omitempty"`
+	// PageSize is the database's page size at TXID; zero in heads written
+	// before it was recorded.
+	PageSize uint32 `json:"pageSize,omitempty"`
+	// PageSizeSince is the first TXID at PageSize when the page size
+	// changed after TXID 1: LTX files of two page sizes cannot be merged,
+	// so a restore past it, Litestream's and `ltx apply`'s included, must
+	// start from a snapshot at or after it (see changeSnapshotTXID).
+	PageSizeSince ltx.TXID `json:"pageSizeSince,omitempty"`
 }
 
 // readHead fetches database name's head. exists is false when there is

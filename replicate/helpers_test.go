@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -129,30 +130,38 @@ func (d *testDB) capture() ferry.Pos {
 		d.t.Fatal(err)
 	}
 	txid := d.pos.TXID + 1
-	commit := uint32(len(cur) / testPageSize)
+	// The page size is read from the header, as the mount does: a VACUUM
+	// may have changed it, and then every page is in the change set.
+	pageSize := uint32(binary.BigEndian.Uint16(cur[16:18]))
+	if pageSize == 1 {
+		pageSize = 65536
+	}
+	full := txid == 1 || len(d.prev) < 18 || !bytes.Equal(cur[16:18], d.prev[16:18])
+	commit := uint32(len(cur) / int(pageSize))
 	now := time.Now()
-	hdr := ltx.Header{Version: ltx.Version, PageSize: testPageSize, Commit: commit, MinTXID: txid, MaxTXID: txid,
+	hdr := ltx.Header{Version: ltx.Version, PageSize: pageSize, Commit: commit, MinTXID: txid, MaxTXID: txid,
 		Timestamp: now.UnixMilli(), PreApplyChecksum: d.pos.PostApplyChecksum}
 	var buf bytes.Buffer
 	enc, _ := ltx.NewEncoder(&buf)
 	if err := enc.EncodeHeader(hdr); err != nil {
 		d.t.Fatal(err)
 	}
-	lock := ltx.LockPgno(testPageSize)
+	lock := ltx.LockPgno(pageSize)
+	ps := int(pageSize)
 	for pgno := uint32(1); pgno <= commit; pgno++ {
 		if pgno == lock {
 			continue
 		}
-		off := int(pgno-1) * testPageSize
-		page := cur[off : off+testPageSize]
-		if txid > 1 && off+testPageSize <= len(d.prev) && bytes.Equal(page, d.prev[off:off+testPageSize]) {
+		off := int(pgno-1) * ps
+		page := cur[off : off+ps]
+		if !full && off+ps <= len(d.prev) && bytes.Equal(page, d.prev[off:off+ps]) {
 			continue
 		}
 		if err := enc.EncodePage(ltx.PageHeader{Pgno: pgno}, page); err != nil {
 			d.t.Fatal(err)
 		}
 	}
-	sum, err := ltx.ChecksumDatabase(bytes.NewReader(cur), testPageSize, commit)
+	sum, err := ltx.ChecksumDatabase(bytes.NewReader(cur), pageSize, commit)
 	if err != nil {
 		d.t.Fatal(err)
 	}

@@ -78,8 +78,9 @@ func TestUploadBatchStopsAtPageSizeChange(t *testing.T) {
 }
 
 // TestPageSizeChangeUploadsAndCompacts runs a local log whose page size
-// changes through uploads and an L1 compaction: everything reaches the
-// bucket, and each compacted file holds one page size.
+// changes through uploads and maintenance: everything reaches the bucket,
+// without an error, and the change leaves a snapshot a restore starts
+// from.
 func TestPageSizeChangeUploadsAndCompacts(t *testing.T) {
 	ctx := t.Context()
 	clock := &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
@@ -108,11 +109,17 @@ func TestPageSizeChangeUploadsAndCompacts(t *testing.T) {
 	if pos, ok := r.BucketPos("p.db"); !ok || pos.TXID != ltx.TXID(len(sizes)) {
 		t.Fatalf("bucket position %v %v, want TXID %d", pos, ok, len(sizes))
 	}
+	// The upload that changed the page size ended at 4 and left a
+	// snapshot there; retention then dropped every file it covers.
 	db := r.get("p.db")
 	db.mu.Lock()
-	l1 := append([]fileInfo(nil), db.files.levels[1]...)
+	snaps := append([]fileInfo(nil), db.files.levels[SnapshotLevel]...)
 	db.mu.Unlock()
-	if len(l1) != 2 || l1[0].MaxTXID != 2 || l1[1].MinTXID != 3 || l1[1].MaxTXID != 4 {
-		t.Fatalf("L1 files = %+v, want 1-2 and 3-4", l1)
+	if len(snaps) != 1 || snaps[0].MaxTXID != 4 {
+		t.Fatalf("snapshots = %+v, want one at TXID 4", snaps)
+	}
+	out := filepath.Join(t.TempDir(), "out.db")
+	if pos, err := r.Restore(ctx, "p.db", out); err != nil || pos.TXID != 4 || pos.PostApplyChecksum != sum {
+		t.Fatalf("restore: %v %v", pos, err)
 	}
 }

@@ -124,7 +124,10 @@ func TestCorruptObjectNamed(t *testing.T) {
 				t.Fatal(err)
 			}
 			key := r.bucket.keys.ltx(d.name, 0, 3, 3)
-			p := filepath.Join(b.root, filepath.FromSlash(key))
+			p, err := b.path(key)
+			if err != nil {
+				t.Fatal(err)
+			}
 			data, err := os.ReadFile(p)
 			if err != nil {
 				t.Fatal(err)

@@ -313,14 +313,17 @@ func (s *dbState) apply(ctx context.Context, f *os.File, r io.Reader, fi fileInf
 		s.pageSize, s.lockPgno = hdr.PageSize, ltx.LockPgno(hdr.PageSize)
 		s.page = make([]byte, hdr.PageSize)
 		fromDecoder = !hdr.NoChecksum()
-	} else if hdr.PageSize != s.pageSize {
-		return fmt.Errorf("object %s: %w: %d after %d", fi.Key, ltx.ErrPageSizeMismatch, hdr.PageSize, s.pageSize)
 	}
 	if hdr.NoChecksum() {
 		s.unchecked = true
 	}
 	if !hdr.IsSnapshot() && !hdr.NoChecksum() && !s.unchecked && hdr.MinTXID == s.txid+1 && s.checksum() != hdr.PreApplyChecksum {
 		return fmt.Errorf("object %s: %w: database is %s before it, file expects %s", fi.Key, ltx.ErrPreApplyMismatch, s.checksum(), hdr.PreApplyChecksum)
+	}
+	if hdr.PageSize != s.pageSize {
+		if err := s.rewrite(hdr, fi); err != nil {
+			return err
+		}
 	}
 	oldCommit := s.commit
 	for uint32(len(s.known)) < hdr.Commit {
@@ -407,6 +410,24 @@ func (s *dbState) apply(ctx context.Context, f *os.File, r io.Reader, fi fileInf
 	if !hdr.NoChecksum() && !s.unchecked && s.checksum() != trailer.PostApplyChecksum {
 		return fmt.Errorf("object %s: %w: database is %s after it, file says %s", fi.Key, ltx.ErrPostApplyMismatch, s.checksum(), trailer.PostApplyChecksum)
 	}
+	return nil
+}
+
+// rewrite starts the database over for a file that changes the page size.
+// Such a file (VACUUM after PRAGMA page_size or auto_vacuum) holds every
+// page at the new size, and its pre-apply checksum, already checked,
+// chains it to the old database; what the file leaves out reads back as
+// zeros, and the post-apply checksum catches a file that is not whole.
+func (s *dbState) rewrite(hdr ltx.Header, fi fileInfo) error {
+	if hdr.MinTXID != s.txid+1 {
+		return fmt.Errorf("object %s: %w: %d after %d, and the file does not start right after TXID %s", fi.Key, ltx.ErrPageSizeMismatch, hdr.PageSize, s.pageSize, s.txid)
+	}
+	if err := s.f.Truncate(0); err != nil {
+		return fmt.Errorf("apply %s: %w", fi.Key, err)
+	}
+	s.pageSize, s.lockPgno = hdr.PageSize, ltx.LockPgno(hdr.PageSize)
+	s.page = make([]byte, hdr.PageSize)
+	s.commit, s.sum, s.known = 0, 0, nil
 	return nil
 }
 

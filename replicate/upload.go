@@ -277,11 +277,24 @@ func (r *Replicator) uploadBatch(ctx context.Context, db *database, batch []loca
 	}
 
 	next := head{TXID: last.max, Checksum: trailer.PostApplyChecksum, Epoch: epoch, LastMin: first.min, Node: r.opts.Node}
+	if next.PageSize, next.PageSizeSince, err = r.nextPageSize(ctx, db, first.min, hdr.PageSize); err != nil {
+		return fmt.Errorf("upload %s: %w", db.name, err)
+	}
 	if err := r.advanceHead(ctx, db, next); err != nil {
 		return err
 	}
 	db.needObject = true
-	return r.storeL0(ctx, db, first.min, ferry.Pos{TXID: last.max, PostApplyChecksum: trailer.PostApplyChecksum}, data, hdr)
+	if err := r.storeL0(ctx, db, first.min, ferry.Pos{TXID: last.max, PostApplyChecksum: trailer.PostApplyChecksum}, data, hdr); err != nil {
+		return err
+	}
+	if next.PageSizeSince == first.min {
+		// The page size changed: until the snapshot exists, stock tools
+		// cannot restore past this batch. Maintenance retries a failure.
+		if err := r.changeSnapshot(ctx, db); err != nil {
+			r.opts.Logger.Warn("snapshot after a change of page size failed; retrying later", "db", db.name, "err", err)
+		}
+	}
+	return nil
 }
 
 // storeL0 writes the L0 object covering min through pos.TXID, whose head
@@ -456,6 +469,10 @@ func (r *Replicator) settleTakeover(ctx context.Context, db *database) error {
 			return fmt.Errorf("object %s: %w", best.Key, err)
 		}
 		back.TXID, back.Checksum, back.LastMin = best.MaxTXID, dec.Trailer().PostApplyChecksum, best.MinTXID
+		back.PageSize = dec.Header().PageSize
+		if h.PageSizeSince <= back.TXID {
+			back.PageSizeSince = h.PageSizeSince
+		}
 	}
 	r.opts.Logger.Warn("previous writer's upload never arrived; rolling the bucket head back",
 		"db", db.name, "announced", h.TXID, "to", back.TXID)
@@ -531,42 +548,4 @@ func (r *Replicator) setBucketPos(db *database, pos ferry.Pos) {
 	db.statMu.Lock()
 	db.bucketPos = pos
 	db.statMu.Unlock()
-}
-
-// samePageSize cuts batch before the first file whose page size differs
-// from the first file's. LTX files of one page size cannot be merged with
-// another's, and a change of page size (VACUUM after PRAGMA page_size)
-// then starts the next batch.
-func samePageSize(batch []localFile) ([]localFile, error) {
-	var first uint32
-	for i, lf := range batch {
-		size, err := localPageSize(lf.path)
-		if err != nil {
-			return nil, err
-		}
-		if i == 0 {
-			first = size
-		} else if size != first {
-			return batch[:i], nil
-		}
-	}
-	return batch, nil
-}
-
-// localPageSize reads the page size from a local LTX file's header.
-func localPageSize(path string) (uint32, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, fmt.Errorf("open local LTX file: %w", err)
-	}
-	defer f.Close()
-	buf := make([]byte, ltx.HeaderSize)
-	if _, err := io.ReadFull(f, buf); err != nil {
-		return 0, fmt.Errorf("read header of %s: %w", path, err)
-	}
-	var hdr ltx.Header
-	if err := hdr.UnmarshalBinary(buf); err != nil {
-		return 0, fmt.Errorf("local file %s: %w", path, err)
-	}
-	return hdr.PageSize, nil
 }

@@ -48,7 +48,7 @@ func TestE2EBucketStatusAndRestore(t *testing.T) {
 	}
 	m.stop(t)
 
-	if ents, err := os.ReadDir(filepath.Join(m.DataDir, "bucket", "tenant-1.db", "0000")); err != nil || len(ents) == 0 {
+	if ents, err := os.ReadDir(filepath.Join(m.DataDir, "bucket", "tenant-1.db", "ltx", "0")); err != nil || len(ents) == 0 {
 		t.Fatalf("no L0 files in the default bucket: %v", err)
 	}
 	out := filepath.Join(t.TempDir(), "restored.db")
@@ -63,6 +63,26 @@ func TestE2EBucketStatusAndRestore(t *testing.T) {
 	if string(got) != string(want) {
 		t.Fatalf("restored database has %q, want %q", got, want)
 	}
+
+	// Stock Litestream reads the default file bucket as its file replica.
+	ls := filepath.Join(t.TempDir(), "litestream.db")
+	replica := "file://" + filepath.Join(m.DataDir, "bucket", "tenant-1.db")
+	if out, err := exec.Command(litestreamPath(t), "restore", "-o", ls, replica).CombinedOutput(); err != nil {
+		t.Fatalf("litestream restore %s: %v\n%s", replica, err, out)
+	}
+	if got, _ := os.ReadFile(ls); !bytes.Equal(got, mustRead(t, out)) {
+		t.Fatal("litestream restore of the file bucket differs from ferry restore's")
+	}
+}
+
+// mustRead returns the content of the file at path.
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 // lagIsZero reports whether the status table's line for name ends in a lag

@@ -139,7 +139,7 @@ func TestE2EClusterFailover(t *testing.T) {
 		return err == nil && h == "node1"
 	})
 	waitFor("node1 never uploaded shop.db", func() bool {
-		m, _ := filepath.Glob(filepath.Join(bucket, "shop.db", "0000", "*.ltx"))
+		m, _ := filepath.Glob(filepath.Join(bucket, "shop.db", "ltx", "0", "*.ltx"))
 		return len(m) > 0
 	})
 

@@ -41,7 +41,7 @@ func TestE2EReplicaFollowsBucket(t *testing.T) {
 	// Once a has uploaded, the first open on b restores from the bucket.
 	// (Opening earlier would create a new, empty file on b.)
 	waitFor("a never uploaded shop.db", func() bool {
-		m, _ := filepath.Glob(filepath.Join(bucket, "shop.db", "0000", "*.ltx"))
+		m, _ := filepath.Glob(filepath.Join(bucket, "shop.db", "ltx", "0", "*.ltx"))
 		return len(m) > 0
 	})
 	waitFor("b never restored shop.db", func() bool {
