@@ -88,11 +88,13 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 }
 
 // hideStaleJournal removes a journal left over by PERSIST or TRUNCATE mode
-// when the database may not be written here, so that SQLite tries to
-// create a new one, which fails in a way SQLite reports as read-only. A
-// hot journal is kept: SQLite must be able to roll it back.
+// when this node may not write the database right now, so that SQLite
+// tries to create a new one: that create takes the lease if it can, and
+// otherwise fails in a way SQLite reports as read-only. A hot journal is
+// kept: SQLite must be able to roll it back. Every read looks the journal
+// up, so this never acquires the lease.
 func (f *FS) hideStaleJournal(ctx context.Context, db *ferry.DB, rel string) syscall.Errno {
-	if db.IsPlain() || db.CheckWrite(ctx) == nil {
+	if db.IsPlain() || db.WritableNow() {
 		return 0
 	}
 	p := f.store.Layout().DBPath(rel)
@@ -169,8 +171,11 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 }
 
 // Open opens a file. Opening an existing WAL for writing is refused while
-// the database may not be written here, so SQLite opens it read-only and
-// reports writes as read-only.
+// another node holds the database's lease or this node may never hold it,
+// so SQLite opens it read-only and reports writes as read-only. Every
+// WAL-mode reader opens the WAL for writing, so the open itself never
+// takes the lease: while nobody holds it, the WAL is served through Ferry
+// and its first write takes the lease.
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	rel := n.Path(n.Root())
 	role, db, err := n.fsys.store.Classify(rel)
@@ -179,7 +184,8 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	}
 	writable := false
 	if role == ferry.RoleWAL && flags&syscall.O_ACCMODE != syscall.O_RDONLY && !db.IsPlain() {
-		if err := db.CheckWrite(ctx); err != nil {
+		if err := db.WriteRefused(); err != nil {
+			n.fsys.logger.Debug("opening the WAL of a read-only database read-only", "name", rel, "err", err)
 			return nil, 0, syscall.EACCES
 		}
 		writable = db.WALBypassAllowed()

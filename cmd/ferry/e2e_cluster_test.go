@@ -57,6 +57,18 @@ type raftCluster struct {
 // and waits until they have a leader.
 func startRaftCluster(t *testing.T, n int, ttl string) *raftCluster {
 	t.Helper()
+	return startRaftClusterWith(t, n, ttl, nil)
+}
+
+// nodeConfig returns extra YAML lines for node i (from 0) to add to its
+// lease and bucket sections, each line indented by two spaces. Bucket lines
+// replace the default "upload-interval: 100ms".
+type nodeConfig func(i int) (leaseLines, bucketLines string)
+
+// startRaftClusterWith is startRaftCluster with each node's config
+// extended by extra, which may be nil.
+func startRaftClusterWith(t *testing.T, n int, ttl string, extra nodeConfig) *raftCluster {
+	t.Helper()
 	c := &raftCluster{t: t, bucket: filepath.Join(t.TempDir(), "bucket")}
 	var addrs []string
 	for i := range n {
@@ -64,12 +76,19 @@ func startRaftCluster(t *testing.T, n int, ttl string) *raftCluster {
 	}
 	peers := `["` + strings.Join(addrs, `", "`) + `"]`
 	for i, addr := range addrs {
+		var leaseLines, bucketLines string
+		if extra != nil {
+			leaseLines, bucketLines = extra(i)
+		}
+		if bucketLines == "" {
+			bucketLines = "  upload-interval: 100ms\n"
+		}
 		c.nodes = append(c.nodes, startMountWith(t, fmt.Sprintf(`lease:
   type: raft
   node: node%d
   ttl: %s
   acquire-timeout: 3s
-  raft:
+%s  raft:
     bind: %q
     peers: %s
     heartbeat-timeout: 500ms
@@ -77,9 +96,8 @@ func startRaftCluster(t *testing.T, n int, ttl string) *raftCluster {
 bucket:
   type: file
   path: %q
-  upload-interval: 100ms
   follow-interval: -1s
-`, i+1, ttl, addr, peers, c.bucket)))
+%s`, i+1, ttl, leaseLines, addr, peers, c.bucket, bucketLines)))
 	}
 	c.waitFor("no leader with every member", func() bool {
 		rep, err := clusterStatus(c.nodes[0])

@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
+	"github.com/ferrydb/ferry"
 	"github.com/ferrydb/ferry/lease"
 )
 
@@ -357,6 +358,13 @@ func (m *Manager) regionUp(region, except string) bool {
 
 // WriteTerm implements ferry.WriteTerm.
 func (m *Manager) WriteTerm(name string) (uint64, time.Time, bool) { return m.keeper.WriteTerm(name) }
+
+// ProbeLease implements ferry.LeaseProbe from the local replica of the
+// table.
+func (m *Manager) ProbeLease(name string) ferry.LeaseState {
+	l, ok := m.fsm.get(name)
+	return m.keeper.Probe(name, l, ok)
+}
 
 // CheckWrite implements ferry.WriteGuard.
 func (m *Manager) CheckWrite(ctx context.Context, name string) (uint64, error) {
