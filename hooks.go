@@ -72,7 +72,9 @@ type WriterFence interface {
 type Restorer interface {
 	// Restore writes the latest state of database name to the file at path
 	// and returns its position. It returns an error wrapping
-	// ErrDatabaseNotFound when the bucket holds no such database.
+	// ErrDatabaseNotFound when the bucket holds no such database, and
+	// ErrDatabaseDirectory when it holds databases under name/ instead. The
+	// file at path gets the mode the database's writer gave its file.
 	Restore(ctx context.Context, name, path string) (Pos, error)
 }
 

@@ -75,8 +75,11 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 				n.fsys.logger.Error("restore on demand", "name", rel, "err", err)
 				return nil, syscall.EIO
 			}
-			// Not in the bucket either. The kernel does not cache this
-			// answer, so a database that appears later is found.
+			// Not in the bucket either. A timeout keeps the kernel from
+			// caching this answer as a negative entry, so a database that
+			// appears later is found, and an open with O_CREAT looks it up
+			// again rather than creating a stand-in for it.
+			out.SetEntryTimeout(uncachedTimeout)
 			return nil, syscall.ENOENT
 		}
 		ch, errno = n.LoopbackNode.Lookup(ctx, name, out)
@@ -125,7 +128,10 @@ func allZero(b []byte) bool {
 // Create creates a file. A new rollback journal of a database that may not
 // be written here is refused with EACCES, which SQLite reports as
 // "attempt to write a readonly database". A new WAL is allowed, since
-// readers of a WAL-mode database need one; writes to it are refused.
+// readers of a WAL-mode database need one; writes to it are refused. A
+// file is not created under the name of a database whose lease another
+// node holds: SQLite then reports "unable to open database file" until the
+// database reaches the bucket and is restored on open.
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	if errno := n.fsys.validate(n, name); errno != 0 {
 		return nil, nil, 0, errno
@@ -140,6 +146,13 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 			n.fsys.logger.Debug("refusing to create journal of read-only database", "name", rel, "err", err)
 			return nil, nil, 0, syscall.EACCES
 		}
+	}
+	if role == ferry.RolePlain && n.fsys.store.ProbeLease(rel) == ferry.LeaseElsewhere {
+		// Another node writes a database under this name that has not
+		// reached the bucket yet (Lookup would have restored it). An empty
+		// file here would stand in for it and hide it for good.
+		n.fsys.logger.Info("not creating a local file for a database another node holds; it opens here once uploaded", "name", rel)
+		return nil, nil, 0, syscall.EROFS
 	}
 	ch, fh, fuseFlags, errno := n.LoopbackNode.Create(ctx, name, flags, mode, out)
 	if errno != 0 {
@@ -257,7 +270,9 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	rel := n.relPath(name)
 	role, db, _ := n.fsys.store.Classify(rel)
-	if role == ferry.RoleDB && !db.IsPlain() {
+	// An empty file with no history holds nothing to lose, so it may go
+	// without the lease.
+	if role == ferry.RoleDB && db.IsDatabase() {
 		if err := db.CheckRemove(ctx); err != nil {
 			return syscall.EROFS
 		}

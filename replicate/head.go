@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/ferrydb/ferry/ltx"
 )
@@ -28,6 +29,21 @@ type head struct {
 	LastMin ltx.TXID `json:"lastMin"`
 	// Node is the writer's node name, for operators reading the bucket.
 	Node string `json:"node,omitempty"`
+	// Mode is the permission bits of the writer's database file, which a
+	// restore gives the file it writes; zero when unknown.
+	Mode uint32 `json:"mode,omitempty"`
+}
+
+// defaultFileMode is the mode a restore gives a database whose head does
+// not record one: what SQLite creates files with under the usual umask.
+const defaultFileMode = 0o644
+
+// fileMode returns the mode a restore gives the database h describes.
+func (h head) fileMode() os.FileMode {
+	if m := os.FileMode(h.Mode).Perm(); m != 0 {
+		return m
+	}
+	return defaultFileMode
 }
 
 // readHead fetches database name's head. exists is false when there is

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"errors"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -72,5 +76,75 @@ func TestE2EReadTakesNoLease(t *testing.T) {
 	}
 	if h, _ := holderOf(rep, "w.db"); h != "node2" {
 		t.Fatalf("after a write on node2, w.db is held by %q, want node2", h)
+	}
+}
+
+// TestE2EReplicaReadBeforeFirstUpload opens, on node2, databases that
+// node1 holds but has not uploaded yet: the open fails and leaves no local
+// stand-in that would hide the database later. Once node1 has uploaded
+// them, both open on node2 with their data, one of them in a directory
+// node2 did not have, and each restored file has its original's mode.
+func TestE2EReplicaReadBeforeFirstUpload(t *testing.T) {
+	c := startRaftClusterWith(t, 3, "2s", func(i int) (string, string) {
+		if i == 0 {
+			return "", "  upload-interval: 1h\n"
+		}
+		return "", ""
+	})
+	n1, n2 := c.nodes[0], c.nodes[1]
+	if err := os.MkdirAll(n1.Path("sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"b.db", "sub/c.db"}
+	for _, name := range names {
+		runSQLiteCLI(t, n1.Path(name), "CREATE TABLE t(x);\nINSERT INTO t VALUES (1);\n")
+	}
+	if err := os.Chmod(n1.Path("b.db"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	modes := map[string]os.FileMode{}
+	for _, name := range names {
+		fi, err := os.Stat(n1.TreePath(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		modes[name] = fi.Mode().Perm()
+		c.waitFor(name+" never showed node1 as holder on node2", func() bool {
+			rep, err := clusterStatus(n2)
+			h, _ := holderOf(rep, name)
+			return err == nil && h == "node1"
+		})
+		if m, _ := filepath.Glob(filepath.Join(c.bucket, filepath.FromSlash(name), "*", "*.ltx")); len(m) > 0 {
+			t.Fatalf("%s was uploaded already (%v); the test needs it not to be", name, m)
+		}
+	}
+	if modes["b.db"] != 0o640 {
+		t.Fatalf("b.db has mode %o on node1 after chmod 640", modes["b.db"])
+	}
+
+	for _, name := range names {
+		out, err := exec.Command("sqlite3", "-bail", n2.Path(name), "SELECT count(*) FROM t;").CombinedOutput()
+		if err == nil {
+			t.Fatalf("read of %s on node2 before its first upload succeeded: %s", name, out)
+		}
+		t.Logf("read of %s on node2 before its first upload: %v: %s", name, err, strings.TrimSpace(string(out)))
+		if _, err := os.Lstat(n2.TreePath(name)); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("after a read of %s on node2, its backing file: %v; want none", name, err)
+		}
+	}
+
+	// A clean stop uploads what the bucket lacks.
+	n1.stop(t)
+	for _, name := range names {
+		if got := runSQLiteCLI(t, n2.Path(name), "SELECT count(*) FROM t;\n"); got != "1" {
+			t.Fatalf("%s on node2 after its upload: %q, want 1", name, got)
+		}
+		fi, err := os.Stat(n2.TreePath(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != modes[name] {
+			t.Fatalf("%s restored on node2 with mode %o, want the original's %o", name, got, modes[name])
+		}
 	}
 }
