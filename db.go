@@ -164,6 +164,35 @@ func (d *DB) CheckWrite(ctx context.Context) error {
 	return d.store.checkWrite(ctx, d.name)
 }
 
+// WriteRefused returns an error wrapping ErrReadOnly when a write to the
+// database here would be refused now: another node holds its lease,
+// placement bars this node, or its capture failed. Unlike CheckWrite it
+// never acquires the lease, so an application's read can ask it.
+func (d *DB) WriteRefused() error {
+	d.mu.Lock()
+	broken := d.broken
+	d.mu.Unlock()
+	if broken != nil {
+		return fmt.Errorf("%w: %w", ErrReadOnly, broken)
+	}
+	switch d.store.ProbeLease(d.name) {
+	case LeaseElsewhere:
+		return fmt.Errorf("%q: another node holds the lease: %w", d.name, ErrReadOnly)
+	case LeaseBarred:
+		return fmt.Errorf("%q: this node may not hold the lease: %w", d.name, ErrReadOnly)
+	}
+	return nil
+}
+
+// WritableNow reports, without acquiring anything, whether this node may
+// write the database at this moment.
+func (d *DB) WritableNow() bool {
+	d.mu.Lock()
+	broken := d.broken
+	d.mu.Unlock()
+	return broken == nil && d.store.ProbeLease(d.name) == LeaseMine
+}
+
 // WALBypassAllowed reports whether a WAL handle opened now may let its
 // writes bypass the store: the write guard says for how long this node may
 // write, so that the store can fence writers when that time ends.

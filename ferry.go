@@ -46,6 +46,11 @@ var (
 	// nor in the bucket.
 	ErrDatabaseNotFound = errors.New("database not found")
 
+	// ErrDatabaseDirectory is returned by a Restorer for a name under which
+	// the bucket holds other databases but none of its own: a directory of
+	// databases. It wraps ErrDatabaseNotFound.
+	ErrDatabaseDirectory = fmt.Errorf("a directory of databases: %w", ErrDatabaseNotFound)
+
 	// ErrStaleEpoch is returned when an operation carries a lease epoch older
 	// than the current one: the caller's lease has been superseded.
 	ErrStaleEpoch = errors.New("stale lease epoch")

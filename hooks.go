@@ -32,6 +32,32 @@ type WriteTerm interface {
 	WriteTerm(name string) (epoch uint64, until time.Time, ok bool)
 }
 
+// LeaseState is where a database's write lease stands as far as this node
+// knows, without asking anyone.
+type LeaseState int
+
+const (
+	// LeaseFree means nobody holds the lease: a write here would try to
+	// acquire it.
+	LeaseFree LeaseState = iota
+	// LeaseMine means this node holds the lease and may write now.
+	LeaseMine
+	// LeaseElsewhere means another node holds the lease, or a handoff
+	// reserved it for another node.
+	LeaseElsewhere
+	// LeaseBarred means placement never lets this node hold the lease.
+	LeaseBarred
+)
+
+// LeaseProbe is implemented by a WriteGuard that can say where a
+// database's lease stands without acquiring anything, asking the
+// authority or waiting. The mount asks it wherever an application only
+// reads: reads never take a lease.
+type LeaseProbe interface {
+	// ProbeLease reports database name's lease as this node knows it now.
+	ProbeLease(name string) LeaseState
+}
+
 // WriterFence stops an application's writers of a database without
 // passing through FUSE: the FUSE layer implements it by taking SQLite's WAL
 // write lock through the mount, so that a connection that could write past
@@ -48,7 +74,9 @@ type WriterFence interface {
 type Restorer interface {
 	// Restore writes the latest state of database name to the file at path
 	// and returns its position. It returns an error wrapping
-	// ErrDatabaseNotFound when the bucket holds no such database.
+	// ErrDatabaseNotFound when the bucket holds no such database, and
+	// ErrDatabaseDirectory when it holds databases under name/ instead. The
+	// file at path gets the mode the database's writer gave its file.
 	Restore(ctx context.Context, name, path string) (Pos, error)
 }
 

@@ -52,6 +52,15 @@ func (s *Store) RestoreMissing(ctx context.Context, name string) error {
 	tmp := filepath.Join(meta, "restore.tmp")
 	defer os.Remove(tmp)
 	pos, err := s.restorer.Restore(ctx, name, tmp)
+	if errors.Is(err, ErrDatabaseDirectory) {
+		// The bucket has databases below name: make the directory, so
+		// that they can be looked up and restored in turn.
+		if err := os.MkdirAll(path, 0o755); err != nil {
+			return fmt.Errorf("restore directory %q: %w", name, err)
+		}
+		s.logger.Info("made directory of databases in the bucket", "dir", name)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("restore %q: %w", name, err)
 	}

@@ -460,6 +460,22 @@ func (s *Store) writeTerm(name string) (epoch uint64, ok bool) {
 	return epoch, ok
 }
 
+// ProbeLease reports where database name's lease stands, without
+// acquiring anything. A guard that cannot say is taken to leave the lease
+// free, so that a write still asks it.
+func (s *Store) ProbeLease(name string) LeaseState {
+	if s.guard == nil {
+		return LeaseMine
+	}
+	if p, ok := s.guard.(LeaseProbe); ok {
+		return p.ProbeLease(name)
+	}
+	if _, ok := s.writeTerm(name); ok {
+		return LeaseMine
+	}
+	return LeaseFree
+}
+
 // checkWrite asks the write guard whether name may be written.
 func (s *Store) checkWrite(ctx context.Context, name string) error {
 	if s.guard == nil {

@@ -78,8 +78,11 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 				n.fsys.logger.Error("restore on demand", "name", rel, "err", err)
 				return nil, syscall.EIO
 			}
-			// Not in the bucket either. The kernel does not cache this
-			// answer, so a database that appears later is found.
+			// Not in the bucket either. A timeout keeps the kernel from
+			// caching this answer as a negative entry, so a database that
+			// appears later is found, and an open with O_CREAT looks it up
+			// again rather than creating a stand-in for it.
+			out.SetEntryTimeout(uncachedTimeout)
 			return nil, syscall.ENOENT
 		}
 		ch, errno = n.LoopbackNode.Lookup(ctx, name, out)
@@ -91,11 +94,13 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 }
 
 // hideStaleJournal removes a journal left over by PERSIST or TRUNCATE mode
-// when the database may not be written here, so that SQLite tries to
-// create a new one, which fails in a way SQLite reports as read-only. A
-// hot journal is kept: SQLite must be able to roll it back.
+// when this node may not write the database right now, so that SQLite
+// tries to create a new one: that create takes the lease if it can, and
+// otherwise fails in a way SQLite reports as read-only. A hot journal is
+// kept: SQLite must be able to roll it back. Every read looks the journal
+// up, so this never acquires the lease.
 func (f *FS) hideStaleJournal(ctx context.Context, db *ferry.DB, rel string) syscall.Errno {
-	if db.IsPlain() || db.CheckWrite(ctx) == nil {
+	if db.IsPlain() || db.WritableNow() {
 		return 0
 	}
 	p := f.store.Layout().DBPath(rel)
@@ -126,7 +131,10 @@ func allZero(b []byte) bool {
 // Create creates a file. A new rollback journal of a database that may not
 // be written here is refused with EACCES, which SQLite reports as
 // "attempt to write a readonly database". A new WAL is allowed, since
-// readers of a WAL-mode database need one; writes to it are refused.
+// readers of a WAL-mode database need one; writes to it are refused. A
+// file is not created under the name of a database whose lease another
+// node holds: SQLite then reports "unable to open database file" until the
+// database reaches the bucket and is restored on open.
 func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
 	if errno := n.fsys.validate(n, name); errno != 0 {
 		return nil, nil, 0, errno
@@ -141,6 +149,13 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 			n.fsys.logger.Debug("refusing to create journal of read-only database", "name", rel, "err", err)
 			return nil, nil, 0, syscall.EACCES
 		}
+	}
+	if role == ferry.RolePlain && n.fsys.store.ProbeLease(rel) == ferry.LeaseElsewhere {
+		// Another node writes a database under this name that has not
+		// reached the bucket yet (Lookup would have restored it). An empty
+		// file here would stand in for it and hide it for good.
+		n.fsys.logger.Info("not creating a local file for a database another node holds; it opens here once uploaded", "name", rel)
+		return nil, nil, 0, syscall.EROFS
 	}
 	ch, fh, fuseFlags, errno := n.LoopbackNode.Create(ctx, name, flags, mode, out)
 	if errno != 0 {
@@ -172,8 +187,11 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 }
 
 // Open opens a file. Opening an existing WAL for writing is refused while
-// the database may not be written here, so SQLite opens it read-only and
-// reports writes as read-only.
+// another node holds the database's lease or this node may never hold it,
+// so SQLite opens it read-only and reports writes as read-only. Every
+// WAL-mode reader opens the WAL for writing, so the open itself never
+// takes the lease: while nobody holds it, the WAL is served through Ferry
+// and its first write takes the lease.
 func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
 	rel := n.Path(n.Root())
 	role, db, err := n.fsys.store.Classify(rel)
@@ -182,7 +200,8 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	}
 	writable := false
 	if role == ferry.RoleWAL && flags&syscall.O_ACCMODE != syscall.O_RDONLY && !db.IsPlain() {
-		if err := db.CheckWrite(ctx); err != nil {
+		if err := db.WriteRefused(); err != nil {
+			n.fsys.logger.Debug("opening the WAL of a read-only database read-only", "name", rel, "err", err)
 			return nil, 0, syscall.EACCES
 		}
 		writable = db.WALBypassAllowed()
@@ -254,7 +273,9 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	rel := n.relPath(name)
 	role, db, _ := n.fsys.store.Classify(rel)
-	if role == ferry.RoleDB && !db.IsPlain() {
+	// An empty file with no history holds nothing to lose, so it may go
+	// without the lease.
+	if role == ferry.RoleDB && db.IsDatabase() {
 		if err := db.CheckRemove(ctx); err != nil {
 			return syscall.EROFS
 		}

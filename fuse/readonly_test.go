@@ -127,3 +127,26 @@ func TestReadOnlyOpenConnection(t *testing.T) {
 		})
 	}
 }
+
+// TestRemoveEmptyFileWhileReadOnly removes an empty file, a database
+// candidate with no history, on a node that may not write: nothing is lost,
+// so it goes. A database there still cannot be removed.
+func TestRemoveEmptyFileWhileReadOnly(t *testing.T) {
+	guard := &switchGuard{}
+	m := mount(t, t.TempDir(), func(s *ferry.Store) { s.SetWriteGuard(guard) })
+	db := openDB(t, m.path("full.db"), "delete", "full")
+	mustExec(t, db, "CREATE TABLE t (v)")
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(m.path("empty.db"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	guard.readOnly.Store(true)
+	if err := os.Remove(m.path("empty.db")); err != nil {
+		t.Fatalf("remove an empty file on a read-only node: %v", err)
+	}
+	if err := os.Remove(m.path("full.db")); err == nil {
+		t.Fatal("removed a database on a read-only node")
+	}
+}

@@ -111,6 +111,15 @@ func (s *Static) WriteTerm(name string) (uint64, time.Time, bool) {
 	return s.epoch, time.Now().Add(time.Hour), true
 }
 
+// ProbeLease implements ferry.LeaseProbe: the primary holds every lease
+// and no other node may ever hold one.
+func (s *Static) ProbeLease(name string) ferry.LeaseState {
+	if s.primary != s.node {
+		return ferry.LeaseBarred
+	}
+	return ferry.LeaseMine
+}
+
 // Holder implements ferry.LeaseView.
 func (s *Static) Holder(name string) (string, uint64, bool) {
 	if s.primary == s.node {

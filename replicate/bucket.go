@@ -35,6 +35,8 @@ type dbFiles struct {
 	head     head
 	headETag string
 	hasHead  bool
+	// nested is set when other databases' objects lie below this name.
+	nested bool
 }
 
 // maxTXID returns the newest TXID in any level.
@@ -109,6 +111,7 @@ func (bk *Bucket) list(ctx context.Context, name string) (*dbFiles, error) {
 		}
 		level, min, max, ok := parseLTXKey(rest)
 		if !ok {
+			files.nested = files.nested || nestedKey(rest)
 			continue
 		}
 		files.levels[level] = append(files.levels[level], fileInfo{

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/ferrydb/ferry/ltx"
 )
@@ -36,6 +37,21 @@ type head struct {
 	// so a restore past it, Litestream's and `ltx apply`'s included, must
 	// start from a snapshot at or after it (see changeSnapshotTXID).
 	PageSizeSince ltx.TXID `json:"pageSizeSince,omitempty"`
+	// Mode is the permission bits of the writer's database file, which a
+	// restore gives the file it writes; zero when unknown.
+	Mode uint32 `json:"mode,omitempty"`
+}
+
+// defaultFileMode is the mode a restore gives a database whose head does
+// not record one: what SQLite creates files with under the usual umask.
+const defaultFileMode = 0o644
+
+// fileMode returns the mode a restore gives the database h describes.
+func (h head) fileMode() os.FileMode {
+	if m := os.FileMode(h.Mode).Perm(); m != 0 {
+		return m
+	}
+	return defaultFileMode
 }
 
 // readHead fetches database name's head. exists is false when there is

@@ -51,6 +51,25 @@ type fileInfo struct {
 	Key       string
 }
 
+// nestedKey reports whether rest, a key after a database prefix, belongs to
+// a database nested below that prefix: "<sub>/<level>/<file>.ltx" or
+// "<sub>/ferry-head.json".
+func nestedKey(rest string) bool {
+	i := strings.LastIndex(rest, "/")
+	if i <= 0 {
+		return false
+	}
+	if rest[i+1:] == headName {
+		return true
+	}
+	j := strings.LastIndex(rest[:i], "/")
+	if j <= 0 {
+		return false
+	}
+	_, _, _, ok := parseLTXKey(rest[j+1:])
+	return ok
+}
+
 // parseLTXKey parses the part of a key after the database prefix, such as
 // "0001/0000000000000001-0000000000000010.ltx". ok is false for anything
 // else, including the objects of a database nested below this one.

@@ -93,6 +93,9 @@ func (bk *Bucket) restoreOnce(ctx context.Context, name, path string, opts Resto
 		return fail(fmt.Errorf("restore %s: %w", name, err))
 	}
 	if files.maxTXID() == 0 {
+		if files.nested {
+			return fail(fmt.Errorf("restore %s: %w", name, ferry.ErrDatabaseDirectory))
+		}
 		return fail(fmt.Errorf("restore %s: %w", name, ferry.ErrDatabaseNotFound))
 	}
 	plan, err := bk.plan(ctx, files, 0, planTarget{txid: opts.TXID, timestamp: opts.Timestamp})
@@ -126,6 +129,9 @@ func (bk *Bucket) restoreOnce(ctx context.Context, name, path string, opts Resto
 
 	res, err := bk.applyPlan(ctx, tmp, plan, opts)
 	if err != nil {
+		return fail(fmt.Errorf("restore %s: %w", name, err))
+	}
+	if err := tmp.Chmod(files.head.fileMode()); err != nil {
 		return fail(fmt.Errorf("restore %s: %w", name, err))
 	}
 	if err := tmp.Sync(); err != nil {

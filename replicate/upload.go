@@ -276,7 +276,7 @@ func (r *Replicator) uploadBatch(ctx context.Context, db *database, batch []loca
 		return r.stale(db, fmt.Errorf("upload %s: %w: local TXID %s follows checksum %s, the bucket has %s", db.name, ErrConflict, hdr.MinTXID, hdr.PreApplyChecksum, h.Checksum))
 	}
 
-	next := head{TXID: last.max, Checksum: trailer.PostApplyChecksum, Epoch: epoch, LastMin: first.min, Node: r.opts.Node}
+	next := head{TXID: last.max, Checksum: trailer.PostApplyChecksum, Epoch: epoch, LastMin: first.min, Node: r.opts.Node, Mode: r.fileMode(db.name, h.Mode)}
 	if next.PageSize, next.PageSizeSince, err = r.nextPageSize(ctx, db, first.min, hdr.PageSize); err != nil {
 		return fmt.Errorf("upload %s: %w", db.name, err)
 	}
@@ -458,7 +458,7 @@ func (r *Replicator) settleTakeover(ctx context.Context, db *database) error {
 			}
 		}
 	}
-	back := head{Epoch: h.Epoch, Node: h.Node}
+	back := head{Epoch: h.Epoch, Node: h.Node, Mode: h.Mode}
 	if best.MaxTXID > 0 {
 		data, err := r.bucket.download(ctx, best)
 		if err != nil {
@@ -548,4 +548,14 @@ func (r *Replicator) setBucketPos(db *database, pos ferry.Pos) {
 	db.statMu.Lock()
 	db.bucketPos = pos
 	db.statMu.Unlock()
+}
+
+// fileMode returns the permission bits of database name's local file, for
+// restores elsewhere to use, or old when the file cannot be read.
+func (r *Replicator) fileMode(name string, old uint32) uint32 {
+	fi, err := os.Stat(r.layout.DBPath(name))
+	if err != nil {
+		return old
+	}
+	return uint32(fi.Mode().Perm())
 }

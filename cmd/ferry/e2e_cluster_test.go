@@ -57,12 +57,17 @@ type raftCluster struct {
 // and waits until they have a leader.
 func startRaftCluster(t *testing.T, n int, ttl string) *raftCluster {
 	t.Helper()
-	return startRaftClusterUploading(t, n, ttl, nil)
+	return startRaftClusterWith(t, n, ttl, nil)
 }
 
-// startRaftClusterUploading is startRaftCluster with each node's upload
-// interval given by uploadInterval(i) for node i+1 (100ms when nil).
-func startRaftClusterUploading(t *testing.T, n int, ttl string, uploadInterval func(i int) string) *raftCluster {
+// nodeConfig returns extra YAML lines for node i (from 0) to add to its
+// lease and bucket sections, each line indented by two spaces. Bucket lines
+// replace the default "upload-interval: 100ms".
+type nodeConfig func(i int) (leaseLines, bucketLines string)
+
+// startRaftClusterWith is startRaftCluster with each node's config
+// extended by extra, which may be nil.
+func startRaftClusterWith(t *testing.T, n int, ttl string, extra nodeConfig) *raftCluster {
 	t.Helper()
 	c := &raftCluster{t: t, bucket: filepath.Join(t.TempDir(), "bucket")}
 	var addrs []string
@@ -71,16 +76,19 @@ func startRaftClusterUploading(t *testing.T, n int, ttl string, uploadInterval f
 	}
 	peers := `["` + strings.Join(addrs, `", "`) + `"]`
 	for i, addr := range addrs {
-		upload := "100ms"
-		if uploadInterval != nil {
-			upload = uploadInterval(i)
+		var leaseLines, bucketLines string
+		if extra != nil {
+			leaseLines, bucketLines = extra(i)
+		}
+		if bucketLines == "" {
+			bucketLines = "  upload-interval: 100ms\n"
 		}
 		c.nodes = append(c.nodes, startMountWith(t, fmt.Sprintf(`lease:
   type: raft
   node: node%d
   ttl: %s
   acquire-timeout: 3s
-  raft:
+%s  raft:
     bind: %q
     peers: %s
     heartbeat-timeout: 500ms
@@ -88,9 +96,8 @@ func startRaftClusterUploading(t *testing.T, n int, ttl string, uploadInterval f
 bucket:
   type: file
   path: %q
-  upload-interval: %s
   follow-interval: -1s
-`, i+1, ttl, addr, peers, c.bucket, upload)))
+%s`, i+1, ttl, leaseLines, addr, peers, c.bucket, bucketLines)))
 	}
 	c.waitFor("no leader with every member", func() bool {
 		rep, err := clusterStatus(c.nodes[0])

@@ -20,11 +20,11 @@ import (
 // node2's history and reach the bucket.
 func TestE2ERejoinAfterDivergenceSetsAside(t *testing.T) {
 	// node1 never uploads in its first life.
-	c := startRaftClusterUploading(t, 3, "1s", func(i int) string {
+	c := startRaftClusterWith(t, 3, "1s", func(i int) (string, string) {
 		if i == 0 {
-			return "1h"
+			return "", "  upload-interval: 1h\n"
 		}
-		return "100ms"
+		return "", ""
 	})
 	nodes, waitFor := c.nodes, c.waitFor
 	sqlite := func(m *testMount, sql string) (string, error) {

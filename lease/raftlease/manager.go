@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
+	"github.com/ferrydb/ferry"
 	"github.com/ferrydb/ferry/lease"
 )
 
@@ -358,6 +359,13 @@ func (m *Manager) regionUp(region, except string) bool {
 // WriteTerm implements ferry.WriteTerm.
 func (m *Manager) WriteTerm(name string) (uint64, time.Time, bool) { return m.keeper.WriteTerm(name) }
 
+// ProbeLease implements ferry.LeaseProbe from the local replica of the
+// table.
+func (m *Manager) ProbeLease(name string) ferry.LeaseState {
+	l, ok := m.fsm.get(name)
+	return m.keeper.Probe(name, l, ok)
+}
+
 // CheckWrite implements ferry.WriteGuard.
 func (m *Manager) CheckWrite(ctx context.Context, name string) (uint64, error) {
 	return m.keeper.CheckWrite(ctx, name)
@@ -426,15 +434,66 @@ func (m *Manager) Handoff(ctx context.Context, name, node string) error {
 	return nil
 }
 
+// handoffLocal hands a lease this node holds to node. The leader first
+// confirms that placement lets node take it, so a refused move leaves the
+// lease where it was; once released, the handoff is reported done only
+// when node holds the lease.
 func (m *Manager) handoffLocal(ctx context.Context, name, node string) error {
+	if err := m.checkTargetVia(ctx, name, node, 0); err != nil {
+		return err
+	}
+	if err := m.keeper.Handoff(ctx, name, node); err != nil {
+		return err
+	}
+	return m.awaitHolder(ctx, name, node)
+}
+
+// checkTargetVia asks the leader whether node may take database name's
+// lease now. Only the leader knows which candidates are up, which the
+// preferred-region rule depends on.
+func (m *Manager) checkTargetVia(ctx context.Context, name, node string, hops int) error {
+	if m.raft.State() == raft.Leader {
+		return m.checkTarget(name, node)
+	}
+	addr, _ := m.raft.LeaderWithID()
+	if addr == "" {
+		return fmt.Errorf("check handoff target: %w", errNoLeader)
+	}
+	if hops >= maxHops {
+		return fmt.Errorf("check handoff target via leader %s: %w", addr, errNoLeader)
+	}
+	_, err := m.call(ctx, string(addr), rpcRequest{Op: rpcCheckTarget, Hops: hops + 1, Name: name, Target: node})
+	return err
+}
+
+// checkTarget reports, on the leader, why node may not be granted database
+// name's lease now: it is not a member, not a lease candidate, or outside
+// the database's preferred region while a candidate there is up.
+func (m *Manager) checkTarget(name, node string) error {
 	if err := m.checkMember(node); err != nil {
 		return err
 	}
 	n, _ := m.fsm.node(node)
-	if !m.cfg.Placement.Candidate(node, n.Region) {
-		return fmt.Errorf("node %q may not hold leases: %w", node, lease.ErrNotCandidate)
+	return m.cfg.Placement.Allowed(name, node, n.Region, func(region string) bool { return m.regionUp(region, node) })
+}
+
+// awaitHolder waits, at most the acquire timeout, until the local replica
+// of the table shows node holding database name's lease.
+func (m *Manager) awaitHolder(ctx context.Context, name, node string) error {
+	deadline := time.Now().Add(m.cfg.AcquireTimeout)
+	for {
+		if l, ok := m.fsm.get(name); ok && l.Holder == node && l.Held(time.Now()) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("released %q for %q, which has not taken it within %s; nobody holds it now", name, node, m.cfg.AcquireTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("released %q for %q, which had not taken it yet: %w", name, node, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
-	return m.keeper.Handoff(ctx, name, node)
 }
 
 func (m *Manager) checkMember(node string) error {

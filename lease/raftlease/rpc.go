@@ -19,6 +19,9 @@ const (
 	rpcApply   = "apply"
 	rpcJoin    = "join"
 	rpcHandoff = "handoff"
+	// rpcCheckTarget asks the leader whether placement lets a node take a
+	// lease now, before its holder hands it over.
+	rpcCheckTarget = "check-target"
 )
 
 // maxRPCSize bounds one request or response.
@@ -159,6 +162,8 @@ func (m *Manager) handle(ctx context.Context, req rpcRequest) (lease.Lease, erro
 		return lease.Lease{}, m.joinVia(ctx, *req.Join, req.Hops)
 	case rpcHandoff:
 		return lease.Lease{}, m.handoffLocal(ctx, req.Name, req.Target)
+	case rpcCheckTarget:
+		return lease.Lease{}, m.checkTargetVia(ctx, req.Name, req.Target, req.Hops)
 	default:
 		return lease.Lease{}, fmt.Errorf("unknown lease request %q", req.Op)
 	}

@@ -290,6 +290,12 @@ func (a authority) Revoke(ctx context.Context, l lease.Lease, reserveFor string)
 // WriteTerm implements ferry.WriteTerm.
 func (m *Manager) WriteTerm(name string) (uint64, time.Time, bool) { return m.keeper.WriteTerm(name) }
 
+// ProbeLease implements ferry.LeaseProbe from the last lease object seen.
+func (m *Manager) ProbeLease(name string) ferry.LeaseState {
+	k, ok := m.cached(name)
+	return m.keeper.Probe(name, k.rec.lease(name), ok)
+}
+
 // CheckWrite implements ferry.WriteGuard.
 func (m *Manager) CheckWrite(ctx context.Context, name string) (uint64, error) {
 	return m.keeper.CheckWrite(ctx, name)
