@@ -102,7 +102,28 @@ func startMountWith(t *testing.T, extra string) *testMount {
 	if err := os.WriteFile(m.Config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	m.launch(t)
+	return m
+}
 
+// restartMount starts `ferry mount` again on old's mount point, data
+// directory and config, once old's process has exited.
+func restartMount(t *testing.T, old *testMount) *testMount {
+	t.Helper()
+	m := &testMount{
+		Dir:     old.Dir,
+		DataDir: old.DataDir,
+		Config:  old.Config,
+		output:  &syncBuffer{},
+		done:    make(chan struct{}),
+	}
+	m.launch(t)
+	return m
+}
+
+// launch starts the process and waits until the kernel lists the mount.
+func (m *testMount) launch(t *testing.T) {
+	t.Helper()
 	m.cmd = exec.Command(ferryBin, "mount", "-config", m.Config)
 	m.cmd.Stdout, m.cmd.Stderr = m.output, m.output
 	if err := m.cmd.Start(); err != nil {
@@ -126,7 +147,6 @@ func startMountWith(t *testing.T, extra string) *testMount {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return m
 }
 
 // stop sends SIGTERM and waits for the process to unmount and exit. A
@@ -146,10 +166,10 @@ func (m *testMount) stop(t *testing.T) {
 			t.Errorf("ferry mount exited with %v after SIGTERM\noutput:\n%s", m.err, m.output)
 		}
 	case <-time.After(15 * time.Second):
-		_ = m.cmd.Process.Kill()
-		<-m.done
-		_ = syscall.Unmount(m.Dir, syscall.MNT_DETACH)
 		t.Errorf("ferry mount did not exit within 15s of SIGTERM\noutput:\n%s", m.output)
+		if err := m.kill(); err != nil {
+			t.Error(err)
+		}
 		return
 	}
 	if isMounted(t, m.Dir) {
