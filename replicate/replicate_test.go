@@ -460,43 +460,6 @@ func TestHeadWrittenButObjectLost(t *testing.T) {
 	}
 }
 
-// TestRestartedWriterStoresAnnouncedFile: a node dies between the head
-// and the L0 object, and comes back under a newer epoch, as a static lease
-// does at every start. It is the writer that announced the file, so it
-// stores it from its local log at once rather than waiting PendingGrace
-// for itself.
-func TestRestartedWriterStoresAnnouncedFile(t *testing.T) {
-	ctx := context.Background()
-	fb, err := NewFileBackend(filepath.Join(t.TempDir(), "bucket"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fail := &failingBackend{Backend: fb}
-	layout := ferry.Layout{Dir: t.TempDir()}
-	opts := testOptions()
-	opts.Node, opts.Guard = "n1", &epochGuard{epoch: 1}
-	d := newTestDB(t, layout, "restarted.db")
-	d.insert(3, 10)
-	if err := New(fail, layout, opts).Sync(ctx, d.name); err != nil {
-		t.Fatal(err)
-	}
-	d.insert(3, 10)
-	fail.failLTXPuts.Store(true)
-	if err := New(fail, layout, opts).Sync(ctx, d.name); err == nil {
-		t.Fatal("want the L0 upload to fail")
-	}
-
-	opts.Guard = &epochGuard{epoch: 2}
-	r := New(fb, layout, opts)
-	if err := r.Sync(ctx, d.name); err != nil {
-		t.Fatalf("restarted writer under a newer epoch: %v", err)
-	}
-	out := filepath.Join(t.TempDir(), "out.db")
-	if pos, err := r.Restore(ctx, d.name, out); err != nil || pos != d.pos {
-		t.Fatalf("restore: %v %v; want %v", pos, err, d.pos)
-	}
-}
-
 func TestStartFindsBacklogAndCloseFlushes(t *testing.T) {
 	ctx := context.Background()
 	opts := testOptions()
