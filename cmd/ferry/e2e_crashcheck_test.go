@@ -27,10 +27,12 @@ import (
 // byte for byte. Nothing may be writing. It returns the largest row id.
 func checkAfterCrash(t *testing.T, m *testMount, name, ledger, bucket string) int64 {
 	t.Helper()
-	// Closing the shell's connection also checkpoints a WAL-mode database,
-	// so that the file through the mount is the whole database.
-	out := runSQLiteCLI(t, m.Path(name), ".timeout 10000\nPRAGMA integrity_check;\nSELECT id FROM t ORDER BY id;")
-	lines := strings.Split(out, "\n")
+	out, err := runBounded(m, time.Minute, "sqlite3", "-bail", "-batch", "-cmd", ".timeout 10000", m.Path(name),
+		"PRAGMA integrity_check; SELECT id FROM t ORDER BY id;")
+	if err != nil {
+		t.Fatalf("after restart: %v\n%s\nmount output:\n%s", err, out, m.output)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if lines[0] != "ok" {
 		t.Fatalf("integrity_check after restart: %s", out)
 	}
@@ -56,7 +58,12 @@ func checkAfterCrash(t *testing.T, m *testMount, name, ledger, bucket string) in
 		t.Fatalf("ferry verify: %v\n%s%s", err, stdout.String(), stderr.String())
 	}
 
-	res := checkReplay(t, m, name)
+	res := replayLTXLog(t, m, name)
+	live := liveImage(t, m, name)
+	if !bytes.Equal(live, res.Image) {
+		t.Fatalf("live database (%d bytes) differs from the %d-byte image replayed from %d local LTX files at byte %d",
+			len(live), len(res.Image), res.Files, firstDiff(live, res.Image))
+	}
 	local := ferry.Pos{TXID: res.MaxTXID, PostApplyChecksum: res.Checksum}
 	waitBucketCaughtUp(t, m, name, local)
 	// The head may announce an object that the killed process never
@@ -88,6 +95,35 @@ func checkAfterCrash(t *testing.T, m *testMount, name, ledger, bucket string) in
 			len(got), len(res.Image), firstDiff(got, res.Image))
 	}
 	return maxID
+}
+
+// liveImage copies database name and its WAL, if any, out of the mount and
+// checkpoints the copy, so that the result is the whole database as
+// readers of the mount see it, in one file. On a node that may not write,
+// the mount's own file does not have the WAL's pages checkpointed.
+func liveImage(t *testing.T, m *testMount, name string) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	copyPath := filepath.Join(dir, "live.db")
+	for _, suffix := range []string{"", "-wal"} {
+		src := m.Path(name) + suffix
+		if suffix != "" {
+			if _, err := os.Stat(m.TreePath(name) + suffix); os.IsNotExist(err) {
+				continue
+			}
+		}
+		if out, err := runBounded(m, time.Minute, "cp", src, copyPath+suffix); err != nil {
+			t.Fatalf("copy %s out of the mount: %v\n%s", src, err, out)
+		}
+	}
+	if _, err := os.Stat(copyPath + "-wal"); err == nil {
+		runSQLiteCLI(t, copyPath, "PRAGMA wal_checkpoint(TRUNCATE);")
+	}
+	b, err := os.ReadFile(copyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // waitBucketCaughtUp waits, up to 30 seconds, until `ferry status` shows

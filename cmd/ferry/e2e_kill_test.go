@@ -146,3 +146,41 @@ func kernelStack(pid int) string {
 	}
 	return b.String()
 }
+
+// runBounded runs a program that works through mount m, and returns its
+// combined output. A program still running after timeout is killed; one
+// that cannot even be killed is stuck on the mount, whose FUSE connection
+// is then aborted to free it, and the error says so. The test never waits
+// on the mount without a bound.
+func runBounded(m *testMount, timeout time.Duration, name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("start %s: %w", name, err)
+	}
+	done := make(chan struct{})
+	var err error
+	go func() {
+		err = cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		if err != nil {
+			return out.String(), fmt.Errorf("%s: %w", name, err)
+		}
+		return out.String(), nil
+	case <-time.After(timeout):
+	}
+	state, stack := procState(cmd.Process.Pid), kernelStack(cmd.Process.Pid)
+	if kerr := killProcess(cmd, done); kerr != nil {
+		conn, cerr := fuseConnection(m.Dir)
+		if cerr == nil {
+			cerr = abortFUSE(conn)
+		}
+		return out.String(), fmt.Errorf("%s hung on the mount for %v (state %s), and could not be killed until its FUSE connection was aborted (%v); kernel stack:\n%s",
+			name, timeout, state, cerr, stack)
+	}
+	return out.String(), fmt.Errorf("%s did not finish within %v (state %s); kernel stack:\n%s", name, timeout, state, stack)
+}
