@@ -80,7 +80,7 @@ func crashDuringFence(t *testing.T, seed int64, afterHandoff bool, delay time.Du
 	if !afterHandoff {
 		select {
 		case err := <-handoff:
-			t.Logf("handoff cut short %v after it began: %v", delay, err)
+			t.Logf("killed node1 %v after the handoff began; the handoff returned %v", delay, err)
 		case <-time.After(40 * time.Second):
 			t.Fatal("handoff did not return within 40s of node1's death")
 		}
