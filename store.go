@@ -169,6 +169,11 @@ func (s *Store) Open(ctx context.Context) error {
 		s.mu.Lock()
 		s.dbs[name] = db
 		s.mu.Unlock()
+		// Recovery may have added change sets (from the pending log, the
+		// WAL or a repair) that no listener has heard of, and the
+		// replicator starts before Open: without this, they would wait in
+		// the local log for the next commit to be uploaded.
+		s.notify(name, db.Pos())
 	}
 	s.mu.Lock()
 	s.opened = true

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -229,52 +228,6 @@ func TestRecoverUncommittedWALFrames(t *testing.T) {
 	}
 	if err := s.Verify(context.Background(), "w.db"); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestRecoverPendingLog: a durable change set that was only in the
-// pending log when the process died becomes its LTX file again, byte for
-// byte.
-func TestRecoverPendingLog(t *testing.T) {
-	dir := t.TempDir()
-	layout := ferry.Layout{Dir: dir}
-	path := seedDB(t, dir, "p.db", "delete", 10)
-	s := openStore(t, dir, ferry.StoreOptions{})
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db := sqliteDirect(t, path, "delete")
-	exec(t, db, "INSERT INTO t (v) VALUES (randomblob(100))")
-	db.Close()
-	s = openStore(t, dir, ferry.StoreOptions{}) // writes the repair as TXID 2
-	want, _ := s.Pos("p.db")
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	files := ltxFiles(t, layout, "p.db")
-	last := files[len(files)-1]
-	rec, err := os.ReadFile(last)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// As if the process died after the pending log's sync: the file is
-	// gone, the record and the index from the clean close remain.
-	os.Remove(last)
-	os.Remove(layout.ChecksumIndexPath("p.db"))
-	var lenb [8]byte
-	binary.BigEndian.PutUint64(lenb[:], uint64(len(rec)))
-	pending := append(append(lenb[:], rec...), 1, 2, 3) // and a torn record
-	if err := os.WriteFile(layout.PendingPath("p.db"), pending, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s = openStore(t, dir, ferry.StoreOptions{})
-	defer s.Close()
-	if got, _ := s.Pos("p.db"); got != want {
-		t.Fatalf("pos %s, want %s", got, want)
-	}
-	got, err := os.ReadFile(last)
-	if err != nil || !bytes.Equal(got, rec) {
-		t.Fatalf("LTX file not restored from the pending log: %v", err)
 	}
 }
 

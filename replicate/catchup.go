@@ -34,11 +34,16 @@ func (r *Replicator) CatchUp(ctx context.Context, name string, applier ferry.App
 		return pos, err
 	}
 	// The bucket's view cached for uploads may be older than what was
-	// just read; reload it on the next upload.
+	// just read; reload it on the next upload. This node is about to
+	// write: what its local log holds beyond the bucket (commits made
+	// before a crash, found while it did not hold the lease) is uploaded
+	// on the next tick, not only after the next commit.
 	db := r.get(name)
 	db.mu.Lock()
 	db.files = nil
+	db.readOnly = false
 	db.mu.Unlock()
+	db.dirty.Store(true)
 	if replaced {
 		r.setBucketPos(db, pos)
 	}

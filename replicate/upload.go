@@ -410,12 +410,16 @@ func (r *Replicator) putAnnounced(ctx context.Context, db *database, local []loc
 	}
 	// Only the writer that announced the file may still write it: once a
 	// newer lease exists, the new writer may already have rolled the head
-	// back and written other files over that range.
+	// back and written other files over that range. This node under a
+	// newer epoch is that writer restarted (a static lease's epoch rises
+	// at every start): nobody else will store the file, and waiting for
+	// itself would hold uploads back for PendingGrace.
 	epoch, err := r.checkWrite(ctx, db.name)
 	if err != nil {
 		return err
 	}
-	if epoch != h.Epoch {
+	restarted := epoch > h.Epoch && h.Node != "" && h.Node == r.opts.Node
+	if epoch != h.Epoch && !restarted {
 		return nil
 	}
 	data, hdr, trailer, err := compactLocal(ctx, batch)
