@@ -328,3 +328,49 @@ func checksumOf(t *testing.T, d *testDB, txid ltx.TXID) ltx.Checksum {
 	}
 	return sum
 }
+
+// TestFollowWhileUploading follows a database while its writer uploads
+// one transaction after another, so that polls land between head and
+// object PUTs for real; none may be taken for a conflict.
+func TestFollowWhileUploading(t *testing.T) {
+	f := newFollowRace(t, "race/live.db")
+	f.upload(t)
+	f.a.seed(t, f.d, 2)
+	const uploads = 150
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < uploads; i++ {
+			f.d.insert(1, 100)
+			if err := f.writer.Sync(f.ctx, f.d.name); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	polls, errs := 0, 0
+	var aside []string
+	for running := true; running; polls++ {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		if _, _, err := f.follow.Follow(f.ctx, f.d.name, f.a); err != nil {
+			errs++
+			t.Logf("poll %d: %v", polls, err)
+		}
+		if aside = f.a.replacements(); len(aside) > 0 {
+			break
+		}
+	}
+	<-done // the writer's files live in the test's temporary directories
+	if len(aside) > 0 {
+		t.Fatalf("poll %d set the local copy aside: %q", polls, aside)
+	}
+	if errs > 0 {
+		t.Fatalf("%d of %d polls failed", errs, polls)
+	}
+	f.mustFollow(t, f.d.pos)
+	t.Logf("%d polls during %d uploads", polls, uploads)
+}
