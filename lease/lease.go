@@ -93,7 +93,9 @@ type Member struct {
 	Role string `json:"role"`
 	// Voter reports whether the node votes in Raft elections.
 	Voter bool `json:"voter"`
-	// Failing reports that the Raft leader's heartbeats to this node fail.
+	// Failing reports that the Raft leader's heartbeats to this node fail,
+	// as the leader sees it (a follower asks the leader), or, on a node
+	// that cannot reach the leader, that the leader does not answer.
 	Failing bool `json:"failing,omitempty"`
 }
 

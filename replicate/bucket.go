@@ -90,23 +90,34 @@ func (f *dbFiles) remove(keys map[string]bool) {
 	}
 }
 
-// list reads database name's files and head with one LIST and, if there is
-// a head, one GET.
+// list reads database name's head with one GET, then its files with one
+// LIST.
+//
+// The head comes first so that the two agree. An upload writes the head
+// before the object it announces (upload.go), so a listing taken after
+// the head holds every object the head's predecessors announced; only the
+// head's own newest object (LastMin..TXID) may still be in flight, and
+// objects uploaded after the head was read lie past its TXID, where plans
+// do not look. Listed the other way round, an upload landing in between
+// would make the head announce objects the listing has never seen.
 func (bk *Bucket) list(ctx context.Context, name string) (*dbFiles, error) {
 	if err := ferry.ValidateName(name); err != nil {
 		return nil, err
 	}
+	files := &dbFiles{}
+	h, etag, ok, err := readHead(ctx, bk.backend, bk.keys.head(name))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	files.head, files.headETag, files.hasHead = h, etag, ok
 	prefix := bk.keys.db(name)
 	objs, err := bk.backend.List(ctx, prefix)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", name, err)
 	}
-	files := &dbFiles{}
-	sawHead := false
 	for _, o := range objs {
 		rest := strings.TrimPrefix(o.Key, prefix)
 		if rest == headName {
-			sawHead = true
 			continue
 		}
 		level, min, max, ok := parseLTXKey(rest)
@@ -127,13 +138,6 @@ func (bk *Bucket) list(ctx context.Context, name string) (*dbFiles, error) {
 			}
 			return lv[i].MaxTXID < lv[j].MaxTXID
 		})
-	}
-	if sawHead {
-		h, etag, ok, err := readHead(ctx, bk.backend, bk.keys.head(name))
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		files.head, files.headETag, files.hasHead = h, etag, ok
 	}
 	return files, nil
 }

@@ -3,10 +3,12 @@ package replicate
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/ferrydb/ferry"
 	"github.com/ferrydb/ferry/ltx"
@@ -68,11 +70,42 @@ func (bk *Bucket) CatchUp(ctx context.Context, name string, applier ferry.Applie
 
 // catchUp is CatchUp; replaced reports that the local copy diverged and
 // was replaced with the bucket's.
+//
+// Divergence is decided only on checksums: the head's against the local
+// copy at the same TXID, or an object's pre-apply checksum against the
+// local position it continues. A bucket that does not show every change
+// set its head announces is not a divergence. Its newest object may still
+// be in flight (upload.go writes the head first), and a listing may lag;
+// so the bucket is read again a few times, and then the copy is brought
+// as far as the objects reach.
 func (bk *Bucket) catchUp(ctx context.Context, name string, applier ferry.Applier) (_ ferry.Pos, replaced bool, _ error) {
 	local, err := applier.LocalPos(name)
 	if err != nil {
 		return ferry.Pos{}, false, fmt.Errorf("catch up %s: %w", name, err)
 	}
+	wait := viewRetryWait
+	for attempt := 1; ; attempt++ {
+		final := attempt == viewAttempts
+		pos, replaced, err := bk.catchUpOnce(ctx, name, applier, local, final)
+		if final || !errors.Is(err, errNotVisible) {
+			return pos, replaced, err
+		}
+		bk.logger.Debug("catch up: reading the bucket again", "db", name, "attempt", attempt, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return local, false, fmt.Errorf("catch up %s: %w", name, ctx.Err())
+		case <-t.C:
+		}
+		wait *= 2
+	}
+}
+
+// catchUpOnce is one attempt of catchUp from one view of the bucket. Until
+// the final attempt, a view that does not reach the head's TXID returns an
+// error wrapping errNotVisible before anything is applied.
+func (bk *Bucket) catchUpOnce(ctx context.Context, name string, applier ferry.Applier, local ferry.Pos, final bool) (_ ferry.Pos, replaced bool, _ error) {
 	files, err := bk.list(ctx, name)
 	if err != nil {
 		return local, false, fmt.Errorf("catch up %s: %w", name, err)
@@ -113,13 +146,31 @@ func (bk *Bucket) catchUp(ctx context.Context, name string, applier ferry.Applie
 	if err != nil {
 		return local, false, fmt.Errorf("catch up %s: %w", name, err)
 	}
-	if len(plan) == 0 || plan[len(plan)-1].MaxTXID < latest {
-		reason := fmt.Sprintf("the bucket no longer holds the change sets after local TXID %s", local.TXID)
-		return bk.replaceDiverged(ctx, name, applier, local, reason)
+	reach := local.TXID
+	if len(plan) > 0 {
+		reach = plan[len(plan)-1].MaxTXID
+	}
+	// missing is what the bucket lacks beyond its newest object, which
+	// may be in flight; it is reported once what there is is applied.
+	var missing error
+	if reach < latest {
+		if !final {
+			return local, false, fmt.Errorf("catch up %s: %w: objects reach TXID %s, the head %s", name, errNotVisible, reach, latest)
+		}
+		if !files.hasHead || reach+1 < files.head.LastMin {
+			missing = fmt.Errorf("catch up %s: the bucket's objects after TXID %s are missing: they reach TXID %s, the head announces %s", name, local.TXID, reach, latest)
+		}
+		if len(plan) == 0 {
+			return local, false, missing
+		}
 	}
 	bufs := make([][]byte, len(plan))
 	for i, fi := range plan {
 		if bufs[i], err = bk.download(ctx, fi); err != nil {
+			if errors.Is(err, ErrObjectNotFound) && !final {
+				// Compaction or retention replaced it after the listing.
+				err = fmt.Errorf("%w: %w", errNotVisible, err)
+			}
 			return local, false, fmt.Errorf("catch up %s: %w", name, err)
 		}
 	}
@@ -162,8 +213,21 @@ func (bk *Bucket) catchUp(ctx context.Context, name string, applier ferry.Applie
 		}
 		pos = next
 	}
-	return pos, false, nil
+	return pos, false, missing
 }
+
+// How often catch-up reads the bucket when it does not show everything the
+// head announces, and the first pause between reads, doubled each time
+// (150 ms in all): long enough for an object PUT in flight to land.
+const (
+	viewAttempts  = 5
+	viewRetryWait = 10 * time.Millisecond
+)
+
+// errNotVisible is returned by an attempt to catch up that saw a head
+// announcing change sets its listing lacks, or an object vanish between
+// the listing and its download.
+var errNotVisible = errors.New("the bucket does not show every change set its head announces yet")
 
 // mergeFrom merges plan's files into one LTX file that applies on top of
 // the local position. Files may start before it: each holds every page

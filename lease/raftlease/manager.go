@@ -524,6 +524,7 @@ func (m *Manager) Status(ctx context.Context) (lease.Status, error) {
 	if err := cf.Error(); err != nil {
 		return st, fmt.Errorf("read raft configuration: %w", err)
 	}
+	failing := m.unreachable(ctx, leader)
 	for _, s := range cf.Configuration().Servers {
 		mb := lease.Member{ID: string(s.ID), Address: string(s.Address), Voter: s.Suffrage == raft.Voter}
 		if n, ok := m.fsm.node(mb.ID); ok {
@@ -537,7 +538,7 @@ func (m *Manager) Status(ctx context.Context) (lease.Status, error) {
 		default:
 			mb.Role = "nonvoter"
 		}
-		mb.Failing = m.health.failing(mb.ID)
+		mb.Failing = failing[mb.ID]
 		st.Members = append(st.Members, mb)
 	}
 	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].ID < st.Members[j].ID })

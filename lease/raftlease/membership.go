@@ -7,7 +7,6 @@ import (
 	"net"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -15,56 +14,6 @@ import (
 
 // joinRetry is the pause between attempts to join the cluster.
 const joinRetry = 250 * time.Millisecond
-
-// health tracks which members the leader fails to reach, from Raft's
-// heartbeat observations.
-type health struct {
-	ch    chan raft.Observation
-	mu    sync.Mutex
-	since map[string]time.Time
-}
-
-func newHealth() *health {
-	return &health{ch: make(chan raft.Observation, 64), since: make(map[string]time.Time)}
-}
-
-func (h *health) failing(id string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	_, ok := h.since[id]
-	return ok
-}
-
-// failingFor returns how long id has been unreachable.
-func (h *health) failingFor(id string, now time.Time) time.Duration {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	t, ok := h.since[id]
-	if !ok {
-		return 0
-	}
-	return now.Sub(t)
-}
-
-func (h *health) observe(o raft.Observation) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	switch d := o.Data.(type) {
-	case raft.FailedHeartbeatObservation:
-		if _, ok := h.since[string(d.PeerID)]; !ok {
-			h.since[string(d.PeerID)] = d.LastContact
-		}
-	case raft.ResumedHeartbeatObservation:
-		delete(h.since, string(d.PeerID))
-	case raft.LeaderObservation:
-		// Only a leader sends heartbeats; a new leader starts fresh.
-		clear(h.since)
-	case raft.PeerObservation:
-		if d.Removed {
-			delete(h.since, string(d.Peer.ID))
-		}
-	}
-}
 
 // joinLoop makes sure this node is a member with its region registered,
 // retrying until it succeeds or the manager stops. With no state and no

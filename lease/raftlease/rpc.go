@@ -22,6 +22,9 @@ const (
 	// rpcCheckTarget asks the leader whether placement lets a node take a
 	// lease now, before its holder hands it over.
 	rpcCheckTarget = "check-target"
+	// rpcHealth asks the leader which members its heartbeats fail to
+	// reach, for a follower's status.
+	rpcHealth = "health"
 )
 
 // maxRPCSize bounds one request or response.
@@ -51,8 +54,10 @@ type joinReq struct {
 
 type rpcResponse struct {
 	Lease lease.Lease `json:"lease"`
-	Code  string      `json:"code,omitempty"`
-	Error string      `json:"error,omitempty"`
+	// Failing answers rpcHealth.
+	Failing []string `json:"failing,omitempty"`
+	Code    string   `json:"code,omitempty"`
+	Error   string   `json:"error,omitempty"`
 }
 
 // Error codes carry sentinel errors across the wire.
@@ -96,26 +101,33 @@ func decodeError(resp rpcResponse) error {
 
 // call sends one request to the node at addr.
 func (m *Manager) call(ctx context.Context, addr string, req rpcRequest) (lease.Lease, error) {
+	resp, err := m.exchange(ctx, addr, req)
+	return resp.Lease, err
+}
+
+// exchange sends one request to the node at addr and returns the whole
+// response.
+func (m *Manager) exchange(ctx context.Context, addr string, req rpcRequest) (rpcResponse, error) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(rpcTimeout)
 	}
 	c, err := m.mux.dial(addr, protoRPC, time.Until(deadline))
 	if err != nil {
-		return lease.Lease{}, fmt.Errorf("dial %s: %w", addr, err)
+		return rpcResponse{}, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Now()) })
 	defer stop()
 	_ = c.SetDeadline(deadline)
 	if err := json.NewEncoder(c).Encode(req); err != nil {
-		return lease.Lease{}, fmt.Errorf("send %s request to %s: %w", req.Op, addr, err)
+		return rpcResponse{}, fmt.Errorf("send %s request to %s: %w", req.Op, addr, err)
 	}
 	var resp rpcResponse
 	if err := json.NewDecoder(io.LimitReader(c, maxRPCSize)).Decode(&resp); err != nil {
-		return lease.Lease{}, fmt.Errorf("read %s response from %s: %w", req.Op, addr, err)
+		return rpcResponse{}, fmt.Errorf("read %s response from %s: %w", req.Op, addr, err)
 	}
-	return resp.Lease, decodeError(resp)
+	return resp, decodeError(resp)
 }
 
 // serveRPC answers one request on c.
@@ -140,8 +152,12 @@ func (m *Manager) serveRPC(c net.Conn) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout-time.Second)
 	defer cancel()
-	l, err := m.handle(ctx, req)
-	resp.Lease = l
+	var err error
+	if req.Op == rpcHealth {
+		resp.Failing, err = m.failingVia(ctx, req.Hops)
+	} else {
+		resp.Lease, err = m.handle(ctx, req)
+	}
 	if err != nil {
 		encodeError(&resp, err)
 	}
