@@ -85,7 +85,7 @@ func (s *Store) ReplaceDiverged(ctx context.Context, name string, r io.Reader, r
 			return Pos{}, fmt.Errorf("record bucket position: %w", err)
 		}
 		return pos, nil
-	})
+	}, nil)
 	if err != nil {
 		return Pos{}, aside, fmt.Errorf("replace diverged copy of %q: %w", name, err)
 	}

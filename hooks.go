@@ -3,6 +3,7 @@ package ferry
 import (
 	"context"
 	"io"
+	"os"
 	"time"
 
 	"github.com/ferrydb/ferry/ltx"
@@ -66,6 +67,16 @@ type WriterFence interface {
 	// FenceWriters takes the WAL write lock of database name if no writer
 	// holds it now; busy is true when one does. unfence gives it back.
 	FenceWriters(name string) (unfence func(), busy bool, err error)
+}
+
+// WALWriterLock lets the store append change sets to a WAL-mode
+// database's WAL while connections keep it open, as a SQLite writer
+// would. The FUSE layer implements it through the mount.
+type WALWriterLock interface {
+	// LockWALWriter takes SQLite's WAL write lock of database name without
+	// waiting; busy is true when a connection holds it. shm is the WAL
+	// index opened through the mount, valid until unlock is called.
+	LockWALWriter(name string) (shm *os.File, unlock func(), busy bool, err error)
 }
 
 // Restorer fetches a database that is missing locally. The replicate

@@ -77,7 +77,7 @@ type FS struct {
 	// fences are the -shm files, by database, that writer fences are
 	// taken on (see FenceWriters); Unmount closes them.
 	fencesMu sync.Mutex
-	fences   map[string]*os.File
+	fences   map[string]*fenceFile
 }
 
 // Mount mounts store at opts.Dir and serves it until Unmount. The store
@@ -90,7 +90,7 @@ func Mount(store *ferry.Store, opts Options) (*FS, error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create mount point: %w", err)
 	}
-	fsys := &FS{store: store, opts: opts, logger: logger, fences: make(map[string]*os.File)}
+	fsys := &FS{store: store, opts: opts, logger: logger, fences: make(map[string]*fenceFile)}
 	lroot := &fs.LoopbackRoot{Path: store.Layout().TreeDir()}
 	var st syscall.Stat_t
 	if err := syscall.Stat(lroot.Path, &st); err != nil {

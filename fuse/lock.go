@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -108,41 +109,75 @@ const walWriteLock = walLockOffset
 // replaced), because closing it would drop every POSIX lock this process
 // holds on the file.
 func (f *FS) FenceWriters(name string) (unfence func(), busy bool, err error) {
+	_, unfence, busy, err = f.holdWALWriteLock(name)
+	return unfence, busy, err
+}
+
+// fenceFile is a database's -shm opened through the mount, on which this
+// process takes SQLite's WAL write lock. holds counts who relies on the
+// lock (a writer fence, a change set being appended to the WAL): the lock
+// is an open file description lock, so a second taker would not conflict
+// with the first, and it is dropped only when the last one lets go.
+type fenceFile struct {
+	shm   *os.File
+	holds int
+}
+
+// holdWALWriteLock takes SQLite's WAL write lock of database name through
+// the mount without waiting, or joins this process's hold of it, and
+// returns the -shm descriptor it is held on. busy is true when a
+// connection holds the lock.
+func (f *FS) holdWALWriteLock(name string) (shm *os.File, release func(), busy bool, err error) {
 	path := filepath.Join(f.opts.Dir, filepath.FromSlash(name)) + "-shm"
 	f.fencesMu.Lock()
 	defer f.fencesMu.Unlock()
-	shm := f.fences[name]
-	if shm != nil && !sameFile(shm, path) {
-		shm.Close()
+	ff := f.fences[name]
+	if ff != nil && !sameFile(ff.shm, path) {
+		if ff.holds == 0 {
+			ff.shm.Close()
+		}
 		delete(f.fences, name)
-		shm = nil
+		ff = nil
 	}
-	if shm == nil {
-		shm, err = os.OpenFile(path, os.O_RDWR, 0)
+	if ff == nil {
+		shm, err := os.OpenFile(path, os.O_RDWR, 0)
 		if errors.Is(err, os.ErrNotExist) {
 			// No connection shares a WAL index: one in exclusive locking
 			// mode holds the database itself. Nothing can be fenced until
 			// it lets go.
-			return nil, true, nil
+			return nil, nil, true, nil
 		} else if err != nil {
-			return nil, false, fmt.Errorf("open WAL index through the mount: %w", err)
+			return nil, nil, false, fmt.Errorf("open WAL index through the mount: %w", err)
 		}
-		f.fences[name] = shm
+		ff = &fenceFile{shm: shm}
+		f.fences[name] = ff
 	}
-	if err := ofdLock(shm, unix.F_WRLCK); err != nil {
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
-			return nil, true, nil
-		}
-		return nil, false, fmt.Errorf("lock %s: %w", path, err)
-	}
-	return func() {
-		f.fencesMu.Lock()
-		defer f.fencesMu.Unlock()
-		if f.fences[name] == shm {
-			if err := ofdLock(shm, unix.F_UNLCK); err != nil {
-				f.logger.Error("lift writer fence", "name", name, "err", err)
+	if ff.holds == 0 {
+		if err := ofdLock(ff.shm, unix.F_WRLCK); err != nil {
+			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES) {
+				return nil, nil, true, nil
 			}
+			return nil, nil, false, fmt.Errorf("lock %s: %w", path, err)
 		}
+	}
+	ff.holds++
+	var once sync.Once
+	return ff.shm, func() {
+		once.Do(func() {
+			f.fencesMu.Lock()
+			defer f.fencesMu.Unlock()
+			ff.holds--
+			if ff.holds > 0 {
+				return
+			}
+			if f.fences[name] != ff {
+				ff.shm.Close() // replaced meanwhile; closing drops the lock
+				return
+			}
+			if err := ofdLock(ff.shm, unix.F_UNLCK); err != nil {
+				f.logger.Error("give back WAL write lock", "name", name, "err", err)
+			}
+		})
 	}, false, nil
 }
 
@@ -168,8 +203,8 @@ func sameFile(f *os.File, path string) bool {
 func (f *FS) dropFences() {
 	f.fencesMu.Lock()
 	defer f.fencesMu.Unlock()
-	for name, shm := range f.fences {
-		shm.Close()
+	for name, ff := range f.fences {
+		ff.shm.Close()
 		delete(f.fences, name)
 	}
 }
@@ -197,4 +232,12 @@ func isOwnThread(tid uint32) bool {
 	}
 	var st unix.Stat_t
 	return unix.Stat("/proc/self/task/"+strconv.FormatUint(uint64(tid), 10), &st) == nil
+}
+
+// LockWALWriter implements ferry.WALWriterLock: it takes SQLite's WAL
+// write lock as FenceWriters does, and returns the -shm opened through the
+// mount, so that what the store reads and writes there is what the
+// connections that map it see.
+func (f *FS) LockWALWriter(name string) (shm *os.File, unlock func(), busy bool, err error) {
+	return f.holdWALWriteLock(name)
 }
