@@ -61,8 +61,10 @@ func startRaftCluster(t *testing.T, n int, ttl string) *raftCluster {
 }
 
 // nodeConfig returns extra YAML lines for node i (from 0) to add to its
-// lease and bucket sections, each line indented by two spaces. Bucket lines
-// replace the default "upload-interval: 100ms".
+// lease and bucket sections. Lease lines follow the raft section: indented
+// by two spaces they are lease keys, by four they are lease.raft keys.
+// Bucket lines, indented by two spaces, replace the default
+// "upload-interval: 100ms".
 type nodeConfig func(i int) (leaseLines, bucketLines string)
 
 // startRaftClusterWith is startRaftCluster with each node's config
@@ -88,16 +90,16 @@ func startRaftClusterWith(t *testing.T, n int, ttl string, extra nodeConfig) *ra
   node: node%d
   ttl: %s
   acquire-timeout: 3s
-%s  raft:
+  raft:
     bind: %q
     peers: %s
     heartbeat-timeout: 500ms
     election-timeout: 500ms
-bucket:
+%sbucket:
   type: file
   path: %q
   follow-interval: -1s
-%s`, i+1, ttl, leaseLines, addr, peers, c.bucket, bucketLines)))
+%s`, i+1, ttl, addr, peers, leaseLines, c.bucket, bucketLines)))
 	}
 	c.waitFor("no leader with every member", func() bool {
 		rep, err := clusterStatus(c.nodes[0])

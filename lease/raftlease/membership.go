@@ -15,32 +15,63 @@ import (
 // joinRetry is the pause between attempts to join the cluster.
 const joinRetry = 250 * time.Millisecond
 
+// memberCheck is how often a joined node checks that it still is one.
+const memberCheck = time.Second
+
 // joinLoop makes sure this node is a member with its region registered,
 // retrying until it succeeds or the manager stops. With no state and no
 // leader anywhere, the node with the lowest address among its peers
 // bootstraps the cluster and the others join it.
+//
+// Once joined it keeps checking, since the leader may remove this node
+// while it is down or cut off for longer than DeadAfter. A removed node
+// hears from no leader again, whatever its own Raft state says, so it
+// asks to join again whenever it is missing from its configuration or
+// has no leader.
 func (m *Manager) joinLoop() {
 	defer m.wg.Done()
 	req := joinReq{ID: m.cfg.Node, Addr: m.addr, Region: m.cfg.Region}
+	joined := false
 	for attempt := 0; ; attempt++ {
+		wait := joinRetry
+		if joined {
+			wait = memberCheck
+		}
 		if attempt > 0 {
 			select {
 			case <-m.stop:
 				return
-			case <-time.After(joinRetry):
+			case <-time.After(wait):
 			}
+		}
+		if joined {
+			if m.memberNow() {
+				continue
+			}
+			m.log.Info("not following a lease cluster leader; asking to join again", "node", m.cfg.Node)
+			joined, attempt = false, 0
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		err := m.tryJoin(ctx, req)
 		cancel()
 		if err == nil {
 			m.log.Info("joined lease cluster", "node", m.cfg.Node, "addr", m.addr)
-			return
+			joined = true
+			continue
 		}
 		if attempt%20 == 19 {
 			m.log.Warn("still joining lease cluster", "err", err)
 		}
 	}
+}
+
+// memberNow reports whether this node follows a leader and is in its own
+// latest Raft configuration.
+func (m *Manager) memberNow() bool {
+	if addr, _ := m.raft.LeaderWithID(); addr == "" {
+		return false
+	}
+	return m.checkMember(m.cfg.Node) == nil
 }
 
 func (m *Manager) tryJoin(ctx context.Context, req joinReq) error {
@@ -147,7 +178,9 @@ func (m *Manager) joinVia(ctx context.Context, req joinReq, hops int) error {
 			}
 		}
 	}
-	if !member {
+	if member {
+		m.health.alive(req.ID, time.Now())
+	} else {
 		var f raft.IndexFuture
 		if voters < m.cfg.MaxVoters {
 			f = m.raft.AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.Addr), 0, 0)
@@ -157,6 +190,7 @@ func (m *Manager) joinVia(ctx context.Context, req joinReq, hops int) error {
 		if err := f.Error(); err != nil {
 			return fmt.Errorf("add %s to cluster: %w", req.ID, err)
 		}
+		m.health.added(req.ID)
 		m.log.Info("added lease cluster member", "node", req.ID, "addr", req.Addr, "voter", voters < m.cfg.MaxVoters)
 	}
 	if n, ok := m.fsm.node(req.ID); !ok || n.Region != req.Region || n.Addr != req.Addr {
