@@ -274,7 +274,7 @@ func (d *DB) enforceRetention(now time.Time) error {
 func checkChain(files []logFile) error {
 	var prev ltx.Trailer
 	for i, f := range files {
-		hdr, trailer, err := readLTXEnds(f.path)
+		hdr, trailer, err := ltx.ReadFileEnds(f.path)
 		if err != nil {
 			return err
 		}
@@ -289,35 +289,4 @@ func checkChain(files []logFile) error {
 		prev = trailer
 	}
 	return nil
-}
-
-// readLTXEnds reads an LTX file's header and trailer without decoding its
-// pages.
-func readLTXEnds(path string) (ltx.Header, ltx.Trailer, error) {
-	var hdr ltx.Header
-	var trailer ltx.Trailer
-	f, err := os.Open(path)
-	if err != nil {
-		return hdr, trailer, err
-	}
-	defer f.Close()
-	b := make([]byte, ltx.HeaderSize)
-	if _, err := f.ReadAt(b, 0); err != nil {
-		return hdr, trailer, fmt.Errorf("read header of %s: %w", path, err)
-	}
-	if err := hdr.UnmarshalBinary(b); err != nil {
-		return hdr, trailer, fmt.Errorf("%s: %w", path, err)
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		return hdr, trailer, err
-	}
-	b = b[:ltx.TrailerSize]
-	if _, err := f.ReadAt(b, fi.Size()-ltx.TrailerSize); err != nil {
-		return hdr, trailer, fmt.Errorf("read trailer of %s: %w", path, err)
-	}
-	if err := trailer.UnmarshalBinary(b); err != nil {
-		return hdr, trailer, fmt.Errorf("%s: %w", path, err)
-	}
-	return hdr, trailer, nil
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -203,7 +202,7 @@ func (r *Replicator) refill(ctx context.Context, db *database, local []localFile
 	bufs := make([][]byte, len(plan))
 	var post ltx.Checksum
 	if from > 0 {
-		_, trailer, err := readEnds(local[from-1].path)
+		_, trailer, err := ltx.ReadFileEnds(local[from-1].path)
 		if err != nil {
 			return err
 		}
@@ -231,7 +230,7 @@ func (r *Replicator) refill(ctx context.Context, db *database, local []localFile
 	// The objects must continue the local log on at least one side; the
 	// far side of another gap is checked when that gap is refilled.
 	if end := plan[len(plan)-1].MaxTXID; local[to].min == end+1 {
-		hdr, _, err := readEnds(local[to].path)
+		hdr, _, err := ltx.ReadFileEnds(local[to].path)
 		if err != nil {
 			return err
 		}
@@ -278,35 +277,4 @@ func writeLocalLTX(path string, data []byte) error {
 		_ = os.Remove(tmp)
 	}
 	return err
-}
-
-// readEnds reads the header and trailer of a local LTX file without
-// decoding its pages.
-func readEnds(path string) (ltx.Header, ltx.Trailer, error) {
-	var hdr ltx.Header
-	var trailer ltx.Trailer
-	f, err := os.Open(path)
-	if err != nil {
-		return hdr, trailer, err
-	}
-	defer f.Close()
-	b := make([]byte, ltx.HeaderSize)
-	if _, err := io.ReadFull(f, b); err != nil {
-		return hdr, trailer, fmt.Errorf("read header of %s: %w", path, err)
-	}
-	if err := hdr.UnmarshalBinary(b); err != nil {
-		return hdr, trailer, fmt.Errorf("%s: %w", path, err)
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		return hdr, trailer, err
-	}
-	b = b[:ltx.TrailerSize]
-	if _, err := f.ReadAt(b, fi.Size()-ltx.TrailerSize); err != nil {
-		return hdr, trailer, fmt.Errorf("read trailer of %s: %w", path, err)
-	}
-	if err := trailer.UnmarshalBinary(b); err != nil {
-		return hdr, trailer, fmt.Errorf("%s: %w", path, err)
-	}
-	return hdr, trailer, nil
 }
