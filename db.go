@@ -65,6 +65,10 @@ type DB struct {
 	pendingSize int64
 	posFile     *os.File
 
+	// foreign is set when a write that was not a checkpoint changed the
+	// file of a WAL-mode database (see CheckDBWrite).
+	foreign bool
+
 	// broken is set when a transaction could not be captured; writes are
 	// refused until a repair brings the log level with the database again
 	// (see repair.go).
@@ -252,7 +256,7 @@ func (d *DB) close() error {
 	}
 	switch {
 	case d.state != stateDatabase || d.pos.IsZero():
-	case len(d.dirty) > 0 || d.broken != nil:
+	case len(d.dirty) > 0 || d.broken != nil || d.foreign:
 		// The file holds writes the log lacks: the next start must read
 		// every page, and the recovery brings the log level with them.
 		d.logger.Warn("database has writes the log lacks; not saving the checksum index", "pages", len(d.dirty))

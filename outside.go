@@ -45,12 +45,18 @@ func (d *DB) captureWritesOutsideLocked() error {
 	return d.persistLocked()
 }
 
-// CheckDBWrite refuses, before it is made, a write to a WAL-mode database
-// file that is not a checkpoint. In WAL mode SQLite writes the database
+// CheckDBWrite tells, before it is made, whether a write to a WAL-mode
+// database file is a checkpoint. In WAL mode SQLite writes the database
 // file only to copy committed WAL frames into it, whole pages at page
-// boundaries; anything else (a tool such as dd) would change the database
-// without a change set. The WAL must have been caught up (CatchUpWAL) so
-// that every frame the checkpoint may copy is known.
+// boundaries. Anything else (a tool such as dd, or a program that swaps
+// database files under SQLite's locks, as SQLite's own tests do) changes
+// the database without a change set. Such a write is let through, since
+// refusing it breaks programs that have every right to make it, but it is
+// reported as an error, and the checksum index is not saved when the
+// database closes: the next start reads every page and brings the log
+// level with the file with a change set of every page. The WAL must have
+// been caught up (CatchUpWAL) so that every frame the checkpoint may copy
+// is known. It returns ErrNotCheckpoint for a write that is not one.
 func (d *DB) CheckDBWrite(off int64, data []byte) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -62,7 +68,7 @@ func (d *DB) CheckDBWrite(off int64, data []byte) error {
 		return nil
 	}
 	if off%ps != 0 || int64(len(data))%ps != 0 {
-		return d.refuseWrite(off, len(data), "not whole pages")
+		return d.foreignWrite(off, len(data), "not whole pages")
 	}
 	for i := int64(0); i < int64(len(data)); i += ps {
 		pgno := uint32((off+i)/ps + 1)
@@ -71,16 +77,20 @@ func (d *DB) CheckDBWrite(off int64, data []byte) error {
 			return fmt.Errorf("check checkpoint write: %w", err)
 		}
 		if !ok {
-			return d.refuseWrite(off, len(data), fmt.Sprintf("page %d matches no committed version", pgno))
+			return d.foreignWrite(off, len(data), fmt.Sprintf("page %d matches no committed version", pgno))
 		}
 	}
 	return nil
 }
 
-// refuseWrite logs and returns the refusal of a write that is not a
-// checkpoint.
-func (d *DB) refuseWrite(off int64, n int, why string) error {
-	d.logger.Error("refusing a write to a WAL-mode database outside a transaction", "offset", off, "len", n, "reason", why)
+// foreignWrite records a write to a WAL-mode database that is not a
+// checkpoint, and reports it.
+func (d *DB) foreignWrite(off int64, n int, why string) error {
+	if !d.foreign {
+		d.logger.Error("a write outside a transaction changed a WAL-mode database; its log will be repaired from the file at the next start",
+			"offset", off, "len", n, "reason", why)
+	}
+	d.foreign = true
 	return fmt.Errorf("database %q: %w (%s)", d.name, ErrNotCheckpoint, why)
 }
 

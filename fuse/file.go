@@ -125,9 +125,7 @@ func (h *file) Write(ctx context.Context, data []byte, off int64) (uint32, sysca
 		if err := db.CatchUpWAL(); err != nil {
 			return 0, syscall.EIO
 		}
-		if err := db.CheckDBWrite(off, data); errors.Is(err, ferry.ErrNotCheckpoint) {
-			return 0, syscall.EPERM
-		} else if err != nil {
+		if err := db.CheckDBWrite(off, data); err != nil && !errors.Is(err, ferry.ErrNotCheckpoint) {
 			h.fsys.logger.Error("check database write", "name", h.name, "err", err)
 			return 0, syscall.EIO
 		}
