@@ -110,6 +110,9 @@ func (d *DB) writeChangeSet(cs changeSet, durable bool) error {
 		}
 	}
 	d.queue = append(d.queue, queued{hdr: hdr, pages: cs.pages, post: post})
+	for _, l := range d.store.capturers {
+		l.Captured(d.name, d.pos)
+	}
 	if durable {
 		if err := d.persistLocked(); err != nil {
 			return err

@@ -247,6 +247,7 @@ func (d *DB) close() error {
 	if err := d.catchUpWALLocked(); err != nil {
 		errs = append(errs, err)
 	}
+	d.unwatchWALLocked()
 	d.closeWALReaderLocked()
 	if err := d.captureWritesOutsideLocked(); err != nil {
 		errs = append(errs, err)

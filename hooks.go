@@ -98,6 +98,14 @@ type CommitListener interface {
 	Committed(name string, pos Pos)
 }
 
+// CaptureListener is told each time a transaction is captured as a change
+// set, at once, before the change set is durable in the local log (which
+// CommitListener waits for). It is called with the database locked, so it
+// must neither block nor call back into the store.
+type CaptureListener interface {
+	Captured(name string, pos Pos)
+}
+
 // Applier applies change sets that arrive from the bucket or from a peer to
 // local databases. The core's Store implements it; the replicate package
 // uses it to catch a database up before this node starts writing it.

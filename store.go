@@ -32,6 +32,17 @@ type StoreOptions struct {
 	// Layout.BucketPosPath, whatever its age, so nothing is lost while the
 	// bucket is unreachable.
 	KeepUntilUploaded bool
+
+	// WALPollInterval is how often the store looks for new commits in a
+	// WAL that bypasses it (FUSE passthrough) while commits keep coming,
+	// and how often it checks that such a WAL's writers may still write.
+	// Zero means 10 ms. Where the kernel tells of each write to the WAL,
+	// the poll is only a fallback.
+	WALPollInterval time.Duration
+
+	// NoWALWatch follows WALs that bypass the store by polling alone,
+	// without asking the kernel (inotify) to tell of each write.
+	NoWALWatch bool
 }
 
 // Invalidator drops what the kernel caches about a file in the mount. The
@@ -55,9 +66,11 @@ type Store struct {
 	guard       WriteGuard
 	restorer    Restorer
 	listeners   []CommitListener
+	capturers   []CaptureListener
 	leaseView   LeaseView
 	invalidator Invalidator
 	locker      DatabaseLocker
+	walWatch    *walWatcher // nil where WALs are followed by polling alone
 
 	mu        sync.Mutex
 	restoreMu sync.Mutex
@@ -111,6 +124,10 @@ func (s *Store) Restorer() Restorer { return s.restorer }
 // AddCommitListener adds a listener told of every change set that becomes
 // durable in the local log. Call it before Open.
 func (s *Store) AddCommitListener(l CommitListener) { s.listeners = append(s.listeners, l) }
+
+// AddCaptureListener adds a listener told of every transaction as soon as
+// it is captured. Call it before Open.
+func (s *Store) AddCaptureListener(l CaptureListener) { s.capturers = append(s.capturers, l) }
 
 // SetLeaseView sets what tells who holds each database's lease. Call it
 // before Open.
@@ -179,6 +196,16 @@ func (s *Store) Open(ctx context.Context) error {
 	s.opened = true
 	s.mu.Unlock()
 
+	if !s.opts.NoWALWatch {
+		s.walWatch = newWALWatcher(s.logger)
+	}
+	if s.walWatch != nil {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.walWatch.run()
+		}()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.wg.Add(4)
@@ -243,6 +270,9 @@ func (s *Store) scanTree() ([]string, error) {
 func (s *Store) Close() error {
 	if s.cancel != nil {
 		s.cancel()
+	}
+	if s.walWatch != nil {
+		s.walWatch.close()
 	}
 	s.wg.Wait()
 	s.mu.Lock()

@@ -22,14 +22,16 @@ import (
 //     rename or deletion of the WAL;
 //   - before anyone observes the position (Pos, Sync, an fsync of the WAL,
 //     closing the database);
+//   - as soon as the WAL is written, told by the kernel (walnotify.go);
 //   - and in the background, every walPollInterval while the WAL changes,
-//     backing off while it does not.
+//     backing off while it does not: a slow fallback where the kernel tells.
 //
 // A crash of Ferry loses nothing: the frames are in the backing WAL, and
 // recovery captures every commit after the log's position from there.
 
 // walPollInterval is how often the store looks for new commits in a WAL
-// that bypasses it, while commits keep coming.
+// that bypasses it, while commits keep coming, when
+// StoreOptions.WALPollInterval is zero.
 const walPollInterval = 10 * time.Millisecond
 
 // walPollMaxSkip bounds the backoff of an idle WAL: it is looked at at
@@ -42,6 +44,7 @@ type walFollow struct {
 	reader  *os.File // the backing WAL, for reading; nil until needed
 	skip    int      // polls to skip before looking again
 	idle    int      // polls in a row that found nothing
+	watches []int32  // inotify watches of the backing WAL
 
 	// unfence gives back the WAL write lock the store holds while this
 	// node may not write but handles that bypass it are still open; nil
@@ -62,6 +65,7 @@ func (d *DB) WALBypassOpened() {
 	defer d.mu.Unlock()
 	d.follow.handles++
 	d.follow.skip, d.follow.idle = 0, 0
+	d.watchWALLocked()
 }
 
 // WALBypassClosed records that such a handle was closed. The last one
@@ -75,6 +79,7 @@ func (d *DB) WALBypassClosed() {
 	var unfence func()
 	if d.follow.handles <= 0 {
 		d.follow.handles = 0
+		d.unwatchWALLocked()
 		d.closeWALReaderLocked()
 		unfence, d.follow.unfence = d.follow.unfence, nil
 	}
@@ -218,6 +223,11 @@ func (d *DB) pollWAL() {
 		d.logger.Error("capture WAL commits", "err", err)
 		return
 	}
+	if len(fw.watches) > 0 {
+		// The kernel tells of every write: this is only a fallback.
+		fw.skip = walPollMaxSkip
+		return
+	}
 	if n > 0 {
 		fw.idle = 0
 		return
@@ -228,7 +238,11 @@ func (d *DB) pollWAL() {
 
 // walPollLoop looks for new commits in every WAL that bypasses the store.
 func (s *Store) walPollLoop(ctx context.Context) {
-	t := time.NewTicker(walPollInterval)
+	every := s.opts.WALPollInterval
+	if every <= 0 {
+		every = walPollInterval
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {

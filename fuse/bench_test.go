@@ -25,25 +25,28 @@ const benchRow = "01234567890123456789012345678901234567890123456789012345678901
 func BenchmarkCommit(b *testing.B) {
 	for _, tc := range []struct{ mode, sync string }{{"wal", "normal"}, {"delete", "full"}} {
 		b.Run(tc.mode+"-"+tc.sync, func(b *testing.B) {
-			benchTargets(b, func(b *testing.B, dir string) {
-				db := openDB(b, filepath.Join(dir, "bench.db"), tc.mode, tc.sync)
-				mustExec(b, db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-				stmt, err := db.Prepare("INSERT INTO t (v) VALUES (?)")
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer stmt.Close()
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					if _, err := stmt.Exec(benchRow); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.StopTimer()
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tx/s")
-			})
+			benchTargets(b, func(b *testing.B, dir string) { benchCommits(b, dir, tc.mode, tc.sync) })
 		})
 	}
+}
+
+// benchCommits commits b.N single-row inserts to a database in dir.
+func benchCommits(b *testing.B, dir, mode, sync string) {
+	db := openDB(b, filepath.Join(dir, "bench.db"), mode, sync)
+	mustExec(b, db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+	stmt, err := db.Prepare("INSERT INTO t (v) VALUES (?)")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer stmt.Close()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := stmt.Exec(benchRow); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tx/s")
 }
 
 // BenchmarkPointRead measures SELECTs by primary key.

@@ -27,9 +27,17 @@ type testMount struct {
 // fails the test; elsewhere it skips, since FUSE may be unavailable.
 func mount(t testing.TB, dataDir string, setup func(*ferry.Store)) *testMount {
 	t.Helper()
+	return mountOpts(t, dataDir, ferry.StoreOptions{}, setup)
+}
+
+// mountOpts is mount with a store configured by opts; the logger is set
+// here.
+func mountOpts(t testing.TB, dataDir string, opts ferry.StoreOptions, setup func(*ferry.Store)) *testMount {
+	t.Helper()
 	layout := ferry.Layout{Dir: dataDir}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	store := ferry.NewStore(layout, ferry.StoreOptions{Logger: logger})
+	opts.Logger = logger
+	store := ferry.NewStore(layout, opts)
 	if setup != nil {
 		setup(store)
 	}
