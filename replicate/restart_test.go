@@ -49,6 +49,42 @@ func TestRestartedWriterStoresAnnouncedFile(t *testing.T) {
 	}
 }
 
+// TestRestartedFormerWriterStoresAnnouncedFile: a holder dies between the
+// head and the L0 object and comes back without the lease, which another
+// node now holds. It is still the only node with that file, so it stores
+// it; otherwise the new holder's uploads wait PendingGrace for it.
+func TestRestartedFormerWriterStoresAnnouncedFile(t *testing.T) {
+	ctx := context.Background()
+	fb, err := NewFileBackend(filepath.Join(t.TempDir(), "bucket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fail := &failingBackend{Backend: fb}
+	layout := ferry.Layout{Dir: t.TempDir()}
+	opts := testOptions()
+	opts.Node, opts.Guard = "n1", &epochGuard{epoch: 1}
+	d := newTestDB(t, layout, "former.db")
+	d.insert(3, 10)
+	if err := New(fail, layout, opts).Sync(ctx, d.name); err != nil {
+		t.Fatal(err)
+	}
+	d.insert(3, 10)
+	fail.failLTXPuts.Store(true)
+	if err := New(fail, layout, opts).Sync(ctx, d.name); err == nil {
+		t.Fatal("want the L0 upload to fail")
+	}
+
+	guard := &switchGuard{}
+	guard.set(ferry.ErrReadOnly)
+	opts.Guard = guard
+	r := New(fb, layout, opts)
+	_ = r.Sync(ctx, d.name)
+	out := filepath.Join(t.TempDir(), "out.db")
+	if pos, err := r.Restore(ctx, d.name, out); err != nil || pos != d.pos {
+		t.Fatalf("restore after the former writer came back read-only: %v %v; want %v", pos, err, d.pos)
+	}
+}
+
 // TestCatchUpUploadsBacklog: a node restarts with commits its bucket
 // lacks while it does not hold the lease, so its first upload round finds
 // it read-only. Once it is granted the lease and catches up, the backlog

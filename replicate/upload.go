@@ -413,13 +413,17 @@ func (r *Replicator) putAnnounced(ctx context.Context, db *database, local []loc
 	// back and written other files over that range. This node under a
 	// newer epoch is that writer restarted (a static lease's epoch rises
 	// at every start): nobody else will store the file, and waiting for
-	// itself would hold uploads back for PendingGrace.
+	// itself would hold uploads back for PendingGrace. It stores the file
+	// even without the lease: the head it just read still announces this
+	// node's file, the new writer waits PendingGrace for exactly this
+	// before rolling the head back, and the object is written only if
+	// absent, so nothing another writer stored is replaced.
+	own := h.Node != "" && h.Node == r.opts.Node
 	epoch, err := r.checkWrite(ctx, db.name)
-	if err != nil {
+	switch {
+	case err != nil && !(own && errors.Is(err, ferry.ErrReadOnly)):
 		return err
-	}
-	restarted := epoch > h.Epoch && h.Node != "" && h.Node == r.opts.Node
-	if epoch != h.Epoch && !restarted {
+	case err == nil && epoch != h.Epoch && !(epoch > h.Epoch && own):
 		return nil
 	}
 	data, hdr, trailer, err := compactLocal(ctx, batch)
