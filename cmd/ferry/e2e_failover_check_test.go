@@ -26,7 +26,7 @@ type historyWatch struct {
 	stop chan struct{}
 	done chan struct{}
 
-	mu     sync.Mutex
+	mu    sync.Mutex
 	at    map[ltx.TXID]ltx.Checksum // checksum after each TXID some file ends at
 	pre   map[ltx.TXID]fileStart    // level-0 file that advances from each TXID
 	forks []string
@@ -171,9 +171,11 @@ func checkHistory(t *testing.T, c *failCluster, watch *historyWatch, hc historyC
 	t.Helper()
 	var head ferry.Pos
 	var rows []string
-	c.waitFor(hc.name+": the nodes never settled at the bucket's head", func() bool {
+	var why string
+	settled := func() bool {
 		var err error
 		if head, err = bucketHead(c.bucket, hc.name); err != nil || head.TXID == 0 {
+			why = fmt.Sprintf("bucket head %v: %v", head, err)
 			return false
 		}
 		rows = nil
@@ -184,7 +186,7 @@ func checkHistory(t *testing.T, c *failCluster, watch *historyWatch, hc historyC
 			out, err := runBounded(m, 30*time.Second, "sqlite3", "-bail", "-cmd", ".timeout 2000", m.Path(hc.name),
 				"PRAGMA integrity_check; SELECT id FROM t ORDER BY id;")
 			if err != nil {
-				t.Logf("node%d: read %s: %v %s", i+1, hc.name, err, out)
+				why = fmt.Sprintf("node%d: read: %v %s", i+1, err, out)
 				return false
 			}
 			got := strings.Split(strings.TrimSpace(out), "\n")
@@ -192,6 +194,7 @@ func checkHistory(t *testing.T, c *failCluster, watch *historyWatch, hc historyC
 				t.Fatalf("node%d: integrity_check of %s: %s", i+1, hc.name, out)
 			}
 			if rows != nil && !slices.Equal(rows, got[1:]) {
+				why = fmt.Sprintf("node%d has rows %v, node%d %v", i+1, got[1:], i, rows)
 				return false
 			}
 			rows = got[1:]
@@ -206,11 +209,21 @@ func checkHistory(t *testing.T, c *failCluster, watch *historyWatch, hc historyC
 				}
 			}
 			if local == nil || *local != head {
+				why = fmt.Sprintf("node%d is at %v, the bucket's head at %v", i+1, local, head)
 				return false
 			}
 		}
 		return true
-	})
+	}
+	for deadline := time.Now().Add(30 * time.Second); !settled(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			var outs string
+			for i, n := range c.nodes {
+				outs += fmt.Sprintf("node%d:\n%s\n", i+1, n.output)
+			}
+			t.Fatalf("%s: the nodes did not settle at the bucket's head within 30s: %s\n%s", hc.name, why, outs)
+		}
+	}
 	if err := checkBucketChain(filepath.Join(c.bucket, filepath.FromSlash(hc.name)), head); err != nil {
 		t.Fatalf("%s: %v", hc.name, err)
 	}
