@@ -64,19 +64,30 @@ func startRaftCluster(t *testing.T, n int, ttl string) *raftCluster {
 // lease and bucket sections. Lease lines follow the raft section: indented
 // by two spaces they are lease keys, by four they are lease.raft keys.
 // Bucket lines, indented by two spaces, replace the default
-// "upload-interval: 100ms".
+// "upload-interval: 100ms"; replicas do not follow the bucket unless they
+// set follow-interval.
 type nodeConfig func(i int) (leaseLines, bucketLines string)
 
 // startRaftClusterWith is startRaftCluster with each node's config
 // extended by extra, which may be nil.
 func startRaftClusterWith(t *testing.T, n int, ttl string, extra nodeConfig) *raftCluster {
 	t.Helper()
-	c := &raftCluster{t: t, bucket: filepath.Join(t.TempDir(), "bucket")}
 	var addrs []string
 	for i := range n {
 		addrs = append(addrs, freeAddr(t, fmt.Sprintf("127.0.0.%d", i+1)))
 	}
-	peers := `["` + strings.Join(addrs, `", "`) + `"]`
+	return startRaftClusterAt(t, addrs, addrs, ttl, extra)
+}
+
+// startRaftClusterAt starts a node on each Raft bind address in addrs,
+// with peers as every node's peer list. The peers may be other addresses
+// that lead to the nodes, such as fault proxies, which the nodes then
+// advertise through extra's lease lines.
+func startRaftClusterAt(t *testing.T, addrs, peerAddrs []string, ttl string, extra nodeConfig) *raftCluster {
+	t.Helper()
+	n := len(addrs)
+	c := &raftCluster{t: t, bucket: filepath.Join(t.TempDir(), "bucket")}
+	peers := `["` + strings.Join(peerAddrs, `", "`) + `"]`
 	for i, addr := range addrs {
 		var leaseLines, bucketLines string
 		if extra != nil {
@@ -84,6 +95,9 @@ func startRaftClusterWith(t *testing.T, n int, ttl string, extra nodeConfig) *ra
 		}
 		if bucketLines == "" {
 			bucketLines = "  upload-interval: 100ms\n"
+		}
+		if !strings.Contains(bucketLines, "follow-interval:") {
+			bucketLines += "  follow-interval: -1s\n"
 		}
 		c.nodes = append(c.nodes, startMountWith(t, fmt.Sprintf(`lease:
   type: raft
@@ -98,7 +112,6 @@ func startRaftClusterWith(t *testing.T, n int, ttl string, extra nodeConfig) *ra
 %sbucket:
   type: file
   path: %q
-  follow-interval: -1s
 %s`, i+1, ttl, addr, peers, leaseLines, c.bucket, bucketLines)))
 	}
 	c.waitFor("no leader with every member", func() bool {

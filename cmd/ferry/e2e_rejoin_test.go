@@ -47,8 +47,9 @@ func rejoinCluster(t *testing.T, deadAfter time.Duration) (c *raftCluster, victi
 }
 
 // assertRejoined waits until victim is a member again with a leader,
-// checks that it stays one past dead-after, and writes on it.
-func assertRejoined(t *testing.T, c *raftCluster, victim *testMount, victimID string, witness *testMount, deadAfter time.Duration) {
+// checks that it stays one past dead-after, and runs sql on its database
+// db, which must succeed.
+func assertRejoined(t *testing.T, c *raftCluster, victim *testMount, victimID string, witness *testMount, deadAfter time.Duration, db, sql string) {
 	t.Helper()
 	c.waitFor(victimID+" never rejoined with a leader", func() bool {
 		wrep, err := clusterStatus(witness)
@@ -75,8 +76,7 @@ func assertRejoined(t *testing.T, c *raftCluster, victim *testMount, victimID st
 			t.Fatalf("%s sees leader %q, members %+v after rejoining", victimID, vrep.Leader, vrep.Members)
 		}
 	}
-	out, err := exec.Command("sqlite3", "-cmd", ".timeout 5000", victim.Path("rejoin.db"),
-		"CREATE TABLE t(x); INSERT INTO t VALUES (1);").CombinedOutput()
+	out, err := exec.Command("sqlite3", "-cmd", ".timeout 5000", victim.Path(db), sql).CombinedOutput()
 	if err != nil {
 		t.Fatalf("write on rejoined %s: %v %s\noutput:\n%s", victimID, err, strings.TrimSpace(string(out)), victim.output)
 	}
@@ -104,7 +104,7 @@ func TestE2ERejoinAfterDeadAfter(t *testing.T) {
 	waitRemoved(c, witness, victimID)
 
 	victim.restart(t)
-	assertRejoined(t, c, victim, victimID, witness, deadAfter)
+	assertRejoined(t, c, victim, victimID, witness, deadAfter, "rejoin.db", "CREATE TABLE t(x); INSERT INTO t VALUES (1);")
 }
 
 // TestE2ERejoinAfterPause stops a node with SIGSTOP, as a long pause of
@@ -124,5 +124,5 @@ func TestE2ERejoinAfterPause(t *testing.T) {
 	if err := victim.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	assertRejoined(t, c, victim, victimID, witness, deadAfter)
+	assertRejoined(t, c, victim, victimID, witness, deadAfter, "rejoin.db", "CREATE TABLE t(x); INSERT INTO t VALUES (1);")
 }
