@@ -19,24 +19,7 @@ import (
 // for itself.
 func TestRestartedWriterStoresAnnouncedFile(t *testing.T) {
 	ctx := context.Background()
-	fb, err := NewFileBackend(filepath.Join(t.TempDir(), "bucket"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fail := &failingBackend{Backend: fb}
-	layout := ferry.Layout{Dir: t.TempDir()}
-	opts := testOptions()
-	opts.Node, opts.Guard = "n1", &epochGuard{epoch: 1}
-	d := newTestDB(t, layout, "restarted.db")
-	d.insert(3, 10)
-	if err := New(fail, layout, opts).Sync(ctx, d.name); err != nil {
-		t.Fatal(err)
-	}
-	d.insert(3, 10)
-	fail.failLTXPuts.Store(true)
-	if err := New(fail, layout, opts).Sync(ctx, d.name); err == nil {
-		t.Fatal("want the L0 upload to fail")
-	}
+	fb, layout, opts, d := diedBeforeObject(t, "restarted.db")
 
 	opts.Guard = &epochGuard{epoch: 2}
 	r := New(fb, layout, opts)
@@ -55,24 +38,7 @@ func TestRestartedWriterStoresAnnouncedFile(t *testing.T) {
 // it; otherwise the new holder's uploads wait PendingGrace for it.
 func TestRestartedFormerWriterStoresAnnouncedFile(t *testing.T) {
 	ctx := context.Background()
-	fb, err := NewFileBackend(filepath.Join(t.TempDir(), "bucket"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fail := &failingBackend{Backend: fb}
-	layout := ferry.Layout{Dir: t.TempDir()}
-	opts := testOptions()
-	opts.Node, opts.Guard = "n1", &epochGuard{epoch: 1}
-	d := newTestDB(t, layout, "former.db")
-	d.insert(3, 10)
-	if err := New(fail, layout, opts).Sync(ctx, d.name); err != nil {
-		t.Fatal(err)
-	}
-	d.insert(3, 10)
-	fail.failLTXPuts.Store(true)
-	if err := New(fail, layout, opts).Sync(ctx, d.name); err == nil {
-		t.Fatal("want the L0 upload to fail")
-	}
+	fb, layout, opts, d := diedBeforeObject(t, "former.db")
 
 	guard := &switchGuard{}
 	guard.set(ferry.ErrReadOnly)
@@ -83,6 +49,33 @@ func TestRestartedFormerWriterStoresAnnouncedFile(t *testing.T) {
 	if pos, err := r.Restore(ctx, d.name, out); err != nil || pos != d.pos {
 		t.Fatalf("restore after the former writer came back read-only: %v %v; want %v", pos, err, d.pos)
 	}
+}
+
+// diedBeforeObject leaves database name of node n1 (epoch 1) as a writer
+// killed between the head and the L0 object leaves it: the bucket's head
+// announces a file that is only in the local log.
+func diedBeforeObject(t *testing.T, name string) (Backend, ferry.Layout, Options, *testDB) {
+	t.Helper()
+	ctx := context.Background()
+	fb, err := NewFileBackend(filepath.Join(t.TempDir(), "bucket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fail := &failingBackend{Backend: fb}
+	layout := ferry.Layout{Dir: t.TempDir()}
+	opts := testOptions()
+	opts.Node, opts.Guard = "n1", &epochGuard{epoch: 1}
+	d := newTestDB(t, layout, name)
+	d.insert(3, 10)
+	if err := New(fail, layout, opts).Sync(ctx, d.name); err != nil {
+		t.Fatal(err)
+	}
+	d.insert(3, 10)
+	fail.failLTXPuts.Store(true)
+	if err := New(fail, layout, opts).Sync(ctx, d.name); err == nil {
+		t.Fatal("want the L0 upload to fail")
+	}
+	return fb, layout, opts, d
 }
 
 // TestCatchUpUploadsBacklog: a node restarts with commits its bucket

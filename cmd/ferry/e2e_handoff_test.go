@@ -37,8 +37,15 @@ for line in sys.stdin:
 
 func startSQLShell(t *testing.T, path string) *sqlShell {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	cmd := exec.CommandContext(ctx, "python3", "-c", sqlShellProgram, path)
+	return startPythonShell(t, sqlShellProgram, path)
+}
+
+// startPythonShell runs program, a Python loop over statements read from
+// stdin, on the database at path, and stops it when the test ends.
+func startPythonShell(t *testing.T, program, path string) *sqlShell {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	cmd := exec.CommandContext(ctx, "python3", "-c", program, path)
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

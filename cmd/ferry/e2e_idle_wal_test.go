@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -14,14 +11,9 @@ import (
 	"time"
 )
 
-// queryShell is a Python process that keeps one WAL-mode SQLite connection
-// open, idle between statements, and answers each statement with "ok"
-// followed by the result's values, or "error: ...".
-type queryShell struct {
-	in  io.WriteCloser
-	out *bufio.Scanner
-}
-
+// queryShellProgram keeps one WAL-mode SQLite connection open, idle
+// between statements, and answers each statement with "ok" followed by
+// the result's values, or "error: ...".
 const queryShellProgram = `
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=0.2)
@@ -34,40 +26,17 @@ for line in sys.stdin:
         print("error: %s" % e, flush=True)
 `
 
-func startQueryShell(t *testing.T, path string) *queryShell {
+// startQueryShell starts a shell running queryShellProgram on path.
+func startQueryShell(t *testing.T, path string) *sqlShell {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	cmd := exec.CommandContext(ctx, "python3", "-c", queryShellProgram, path)
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		in.Close()
-		_ = cmd.Wait()
-		cancel()
-	})
-	return &queryShell{in: in, out: bufio.NewScanner(out)}
+	return startPythonShell(t, queryShellProgram, path)
 }
 
-// query runs one statement and returns the shell's answer.
-func (s *queryShell) query(t *testing.T, stmt string) string {
+// query runs one statement and returns the shell's answer with the
+// result's values.
+func (s *sqlShell) query(t *testing.T, stmt string) string {
 	t.Helper()
-	if _, err := fmt.Fprintln(s.in, stmt); err != nil {
-		t.Fatal(err)
-	}
-	if !s.out.Scan() {
-		t.Fatalf("query shell ended: %v", s.out.Err())
-	}
-	return s.out.Text()
+	return s.exec(t, stmt)
 }
 
 // TestE2EReplicaFollowsWithIdleWALConnection keeps one WAL-mode connection
