@@ -79,7 +79,7 @@ func TestE2EKillWhileFencedAfterENOSPC(t *testing.T) {
 			t.Fatalf("%s: %s", stmt, got)
 		}
 	}
-	fillFileSystem(t, filepath.Join(m.DataDir, "meta"))
+	fillDisk(t, filepath.Join(m.DataDir, "meta", "filler"), 64<<20)
 
 	// Commits keep landing in the WAL, which has room; capturing them
 	// fails for want of space, and the store then fences the writers.
@@ -114,26 +114,4 @@ func startMountOnSmallMeta(t *testing.T) *testMount {
 	}
 	t.Cleanup(func() { _ = syscall.Unmount(meta, syscall.MNT_DETACH) })
 	return startMountAt(t, data, "")
-}
-
-// fillFileSystem writes a file into dir until the file system is full.
-func fillFileSystem(t *testing.T, dir string) {
-	t.Helper()
-	f, err := os.Create(filepath.Join(dir, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !strings.Contains(err.Error(), "no space") {
-				t.Fatalf("fill %s: %v", dir, err)
-			}
-			break
-		}
-	}
-	// Smaller writes take the last pages left.
-	for _, err := f.Write(buf[:512]); err == nil; _, err = f.Write(buf[:512]) {
-	}
 }
