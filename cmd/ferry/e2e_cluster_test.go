@@ -201,3 +201,19 @@ func TestE2EClusterFailover(t *testing.T) {
 		t.Fatalf("after failover epoch %d; want above node1's %d", epoch, firstEpoch)
 	}
 }
+
+// allHealthy reports whether node m's status shows every member reachable:
+// placement decides by which candidates are up, so a test of placement
+// starts from a cluster that sees all of them up.
+func allHealthy(m *testMount) bool {
+	rep, err := clusterStatus(m)
+	if err != nil || len(rep.Members) == 0 {
+		return false
+	}
+	for _, mem := range rep.Members {
+		if mem.Failing {
+			return false
+		}
+	}
+	return true
+}

@@ -222,6 +222,7 @@ func failBarredHandoff(t *testing.T, c *failCluster, it int) time.Duration {
 	c.mustSQL(0, db, createTable+insert(0, 1, 2))
 	c.waitHolder(2, db, "node1")
 	to := 1 + it%2
+	c.waitForLong("a member never showed as reachable", 30*time.Second, func() bool { return allHealthy(c.nodes[2]) })
 	out, err := runFerry(t, "handoff", "-config", c.nodes[2].Config, db, nodeID(to))
 	if err == nil || !strings.Contains(out, "prefers region") || strings.Contains(out, "handed") {
 		t.Fatalf("handoff of %s to node%d, which placement bars: %v: %q, want an error saying it prefers region ams", db, to+1, err, out)

@@ -47,6 +47,7 @@ func TestE2EHandoffToBarredNode(t *testing.T) {
 		})
 	}
 
+	c.waitFor("a member never showed as reachable", func() bool { return allHealthy(c.nodes[2]) })
 	for _, tc := range []struct{ db, node, why string }{
 		{"us/b.db", "node2", "prefers region"},
 		{"x.db", "node3", "not a lease candidate"},
