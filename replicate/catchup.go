@@ -28,12 +28,24 @@ import (
 // Bucket.CatchUp) is set aside and replaced with the bucket's when applier
 // is a ferry.HistoryReplacer; otherwise the error wraps ErrConflict.
 func (r *Replicator) CatchUp(ctx context.Context, name string, applier ferry.Applier) (ferry.Pos, error) {
-	pos, replaced, err := r.bucket.catchUp(ctx, name, applier)
+	before, err := applier.LocalPos(name)
+	if err != nil {
+		return ferry.Pos{}, fmt.Errorf("catch up %s: %w", name, err)
+	}
+	pos, replaced, err := r.bucket.catchUp(ctx, name, applier, r.readBucketPos(name))
 	if replaced {
 		r.counters.diverged.Add(1)
 	}
 	if err != nil {
 		return pos, err
+	}
+	if pos != before && !replaced {
+		// What was applied came from the bucket, so the copy now stands on
+		// the bucket's history: a later catch-up from here needs no other
+		// proof of it (see Bucket.catchUp).
+		if err := r.writeBucketPos(name, pos); err != nil {
+			return pos, fmt.Errorf("catch up %s: record bucket position: %w", name, err)
+		}
 	}
 	// The bucket's view cached for uploads may be older than what was
 	// just read; reload it on the next upload. This node is about to
@@ -64,12 +76,14 @@ func (r *Replicator) CatchUpFunc(applier ferry.Applier) func(ctx context.Context
 
 // CatchUp is Replicator.CatchUp without a replicator.
 func (bk *Bucket) CatchUp(ctx context.Context, name string, applier ferry.Applier) (ferry.Pos, error) {
-	pos, _, err := bk.catchUp(ctx, name, applier)
+	pos, _, err := bk.catchUp(ctx, name, applier, ferry.Pos{})
 	return pos, err
 }
 
 // catchUp is CatchUp; replaced reports that the local copy diverged and
-// was replaced with the bucket's.
+// was replaced with the bucket's. verified is the last position this node
+// knows to be on the bucket's history (one it stored or applied from the
+// bucket); a local copy still there needs no further proof.
 //
 // Divergence is decided only on checksums: the head's against the local
 // copy at the same TXID, or an object's pre-apply checksum against the
@@ -78,7 +92,7 @@ func (bk *Bucket) CatchUp(ctx context.Context, name string, applier ferry.Applie
 // be in flight (upload.go writes the head first), and a listing may lag;
 // so the bucket is read again a few times, and then the copy is brought
 // as far as the objects reach.
-func (bk *Bucket) catchUp(ctx context.Context, name string, applier ferry.Applier) (_ ferry.Pos, replaced bool, _ error) {
+func (bk *Bucket) catchUp(ctx context.Context, name string, applier ferry.Applier, verified ferry.Pos) (_ ferry.Pos, replaced bool, _ error) {
 	local, err := applier.LocalPos(name)
 	if err != nil {
 		return ferry.Pos{}, false, fmt.Errorf("catch up %s: %w", name, err)
@@ -86,7 +100,7 @@ func (bk *Bucket) catchUp(ctx context.Context, name string, applier ferry.Applie
 	wait := viewRetryWait
 	for attempt := 1; ; attempt++ {
 		final := attempt == viewAttempts
-		pos, replaced, err := bk.catchUpOnce(ctx, name, applier, local, final)
+		pos, replaced, err := bk.catchUpOnce(ctx, name, applier, local, verified, final)
 		if final || !errors.Is(err, errNotVisible) {
 			return pos, replaced, err
 		}
@@ -105,7 +119,7 @@ func (bk *Bucket) catchUp(ctx context.Context, name string, applier ferry.Applie
 // catchUpOnce is one attempt of catchUp from one view of the bucket. Until
 // the final attempt, a view that does not reach the head's TXID returns an
 // error wrapping errNotVisible before anything is applied.
-func (bk *Bucket) catchUpOnce(ctx context.Context, name string, applier ferry.Applier, local ferry.Pos, final bool) (_ ferry.Pos, replaced bool, _ error) {
+func (bk *Bucket) catchUpOnce(ctx context.Context, name string, applier ferry.Applier, local, verified ferry.Pos, final bool) (_ ferry.Pos, replaced bool, _ error) {
 	files, err := bk.list(ctx, name)
 	if err != nil {
 		return local, false, fmt.Errorf("catch up %s: %w", name, err)
@@ -177,6 +191,24 @@ func (bk *Bucket) catchUpOnce(ctx context.Context, name string, applier ferry.Ap
 	// Where a file ends exactly at the local TXID its checksum must match;
 	// where one starts right after, its pre-apply checksum must.
 	first := plan[0]
+	if first.MinTXID <= local.TXID && local != verified {
+		// The file straddles the local position, so it says nothing about
+		// the local TXID. Unless the node already knows its copy is on the
+		// bucket's history, another object must prove it, or the copy is
+		// replaced: commits this node made and never uploaded may differ
+		// from the bucket's at the same TXIDs.
+		sum, ok, err := bk.checksumAt(ctx, files, local.TXID)
+		switch {
+		case err != nil:
+			return local, false, fmt.Errorf("catch up %s: %w", name, err)
+		case !ok:
+			reason := fmt.Sprintf("no object in the bucket shows its checksum at the local TXID %s, so nothing proves the local copy (checksum %s) is on the bucket's history", local.TXID, local.PostApplyChecksum)
+			return bk.replaceDiverged(ctx, name, applier, local, reason)
+		case sum != local.PostApplyChecksum:
+			reason := fmt.Sprintf("at TXID %s the local checksum is %s, the bucket's %s", local.TXID, local.PostApplyChecksum, sum)
+			return bk.replaceDiverged(ctx, name, applier, local, reason)
+		}
+	}
 	if first.MinTXID == local.TXID+1 {
 		dec := ltx.NewDecoder(bytes.NewReader(bufs[0]))
 		if err := dec.DecodeHeader(); err != nil {

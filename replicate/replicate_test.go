@@ -26,6 +26,18 @@ func newFileReplicator(t *testing.T, opts Options) (*Replicator, ferry.Layout, *
 	return New(b, layout, opts), layout, b
 }
 
+// followerAt returns a replicator for a node whose copy of database name
+// is a's, recorded as applied from the bucket, the way following leaves it.
+func followerAt(t *testing.T, b Backend, opts Options, a *fileApplier, name string) *Replicator {
+	t.Helper()
+	f := New(b, ferry.Layout{Dir: t.TempDir()}, opts)
+	pos, _ := a.LocalPos(name)
+	if err := f.writeBucketPos(name, pos); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 func TestUploadAndRestore(t *testing.T) {
 	ctx := context.Background()
 	r, layout, _ := newFileReplicator(t, testOptions())
@@ -185,7 +197,7 @@ func TestCompactionSnapshotRetention(t *testing.T) {
 	opts.Levels = []Level{{Level: 1, Interval: 10 * time.Second}, {Level: 2, Interval: time.Minute}}
 	opts.SnapshotInterval = 5 * time.Minute
 	opts.SnapshotRetention = 10 * time.Minute
-	r, layout, _ := newFileReplicator(t, opts)
+	r, layout, backend := newFileReplicator(t, opts)
 	d := newTestDB(t, layout, "k.db")
 
 	step := func(n int) {
@@ -244,7 +256,7 @@ func TestCompactionSnapshotRetention(t *testing.T) {
 
 	// A node left at TXID 5, whose history the bucket has since dropped
 	// behind snapshots, catches up from a snapshot.
-	if pos, err := r.CatchUp(ctx, d.name, behind); err != nil || pos != d.pos {
+	if pos, err := followerAt(t, backend, opts, behind, d.name).CatchUp(ctx, d.name, behind); err != nil || pos != d.pos {
 		t.Fatalf("catch up from behind the oldest snapshot: %v %v; want %v", pos, err, d.pos)
 	}
 	mustEqualFile(t, behind.path(d.name), d.prev)
@@ -264,7 +276,7 @@ func TestCatchUp(t *testing.T) {
 	opts.Now = clock.Now
 	opts.Levels = []Level{{Level: 1, Interval: 10 * time.Second}}
 	opts.SnapshotInterval = -1
-	r, layout, _ := newFileReplicator(t, opts)
+	r, layout, backend := newFileReplicator(t, opts)
 	d := newTestDB(t, layout, "cu/x.db")
 	for i := 0; i < 12; i++ {
 		d.insert(4, 200)
@@ -280,15 +292,29 @@ func TestCatchUp(t *testing.T) {
 	}
 	mustEqualFile(t, a.path(d.name), d.prev)
 
-	// From a point inside a compacted file (L0 below it is gone).
+	// From a point inside a compacted file (L0 below it is gone), on a
+	// follower that recorded the position when it applied it from the
+	// bucket.
 	for _, from := range []ltx.TXID{2, 5, 9} {
 		a := newFileApplier(t)
 		a.seed(t, d, from)
-		pos, err := r.CatchUp(ctx, d.name, a)
+		f := followerAt(t, backend, opts, a, d.name)
+		pos, err := f.CatchUp(ctx, d.name, a)
 		if err != nil || pos != d.pos {
 			t.Fatalf("catch up from %d: %v %v, want %v", from, pos, err, d.pos)
 		}
 		mustEqualFile(t, a.path(d.name), d.prev)
+		if got := f.readBucketPos(d.name); got != d.pos {
+			t.Fatalf("catch up from %d recorded bucket position %v, want %v", from, got, d.pos)
+		}
+	}
+	// Without that record nothing in the bucket proves the copy at TXID 5
+	// is on its history: it could hold commits never uploaded.
+	unproven := newFileApplier(t)
+	unproven.seed(t, d, 5)
+	f := New(backend, ferry.Layout{Dir: t.TempDir()}, opts)
+	if _, err := f.CatchUp(ctx, d.name, unproven); !errors.Is(err, ErrConflict) {
+		t.Fatalf("catch up of an unproven copy inside a compacted file: %v; want ErrConflict", err)
 	}
 
 	// Already current: nothing to do.
@@ -298,7 +324,7 @@ func TestCatchUp(t *testing.T) {
 	// The form the lease managers call.
 	b := newFileApplier(t)
 	b.seed(t, d, 3)
-	if err := r.CatchUpFunc(b)(ctx, d.name); err != nil {
+	if err := followerAt(t, backend, opts, b, d.name).CatchUpFunc(b)(ctx, d.name); err != nil {
 		t.Fatal(err)
 	}
 	mustEqualFile(t, b.path(d.name), d.prev)
@@ -741,5 +767,54 @@ func TestRestoreShrinkAndGrow(t *testing.T) {
 			t.Fatalf("restore to %d: %v; want checksum %s", txid, pos, want)
 		}
 		mustEqualFile(t, out, d.history[txid])
+	}
+}
+
+// A local copy whose last commit differs from the bucket's at the same
+// TXID must not be caught up with a bucket object that starts at or before
+// that TXID: the object holds no checksum for it, and the pages it brings
+// can cover the difference, hiding a forked history in the local log.
+func TestCatchUpRefusesForkUnderStraddlingObject(t *testing.T) {
+	ctx := context.Background()
+	r, layout, _ := newFileReplicator(t, testOptions())
+	d := newTestDB(t, layout, "fork.db")
+	d.insert(2, 100)
+	d.insert(2, 100)
+	if err := r.Sync(ctx, d.name); err != nil {
+		t.Fatal(err)
+	}
+	base := d.pos.TXID
+
+	// Another node, at the same point, commits one transaction of its own
+	// and is never heard of again.
+	other := continueTestDB(t, ferry.Layout{Dir: t.TempDir()}, d.name, d.path, d.pos)
+	other.insert(1, 100)
+
+	// The bucket's writer commits twice and uploads both as one object
+	// that starts right where the forks part.
+	d.insert(1, 100)
+	d.insert(1, 100)
+	if err := r.Sync(ctx, d.name); err != nil {
+		t.Fatal(err)
+	}
+	files, err := r.bucket.list(ctx, d.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !files.holds(base+2) || files.holds(base+1) {
+		t.Fatalf("want one object for TXIDs %s-%s, bucket holds %+v", base+1, base+2, files.levels[0])
+	}
+
+	forked := newFileApplier(t)
+	forked.seed(t, other, base+1)
+	if _, err := r.CatchUp(ctx, d.name, forked); !errors.Is(err, ErrConflict) {
+		t.Fatalf("catch up of a copy forked at TXID %s: %v; want ErrConflict", base+1, err)
+	}
+
+	// A copy on the bucket's history at the same TXID catches up.
+	same := newFileApplier(t)
+	same.seed(t, d, base)
+	if pos, err := r.CatchUp(ctx, d.name, same); err != nil || pos != d.pos {
+		t.Fatalf("catch up from TXID %s: %v %v; want %v", base, pos, err, d.pos)
 	}
 }
