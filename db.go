@@ -37,6 +37,9 @@ type DB struct {
 	store  *Store
 	name   string
 	logger *slog.Logger
+	// synchronous is set for a database whose commits wait until they
+	// are durable off this node (see WaitSynchronous).
+	synchronous bool
 
 	mu    sync.Mutex
 	state dbState
@@ -82,10 +85,11 @@ type DB struct {
 
 func newDB(s *Store, name string) *DB {
 	return &DB{
-		store:  s,
-		name:   name,
-		logger: s.logger.With("db", name),
-		dirty:  make(map[uint32]struct{}),
+		store:       s,
+		name:        name,
+		logger:      s.logger.With("db", name),
+		dirty:       make(map[uint32]struct{}),
+		synchronous: s.IsSynchronous(name),
 	}
 }
 

@@ -70,6 +70,10 @@ type Store struct {
 	leaseView   LeaseView
 	invalidator Invalidator
 	locker      DatabaseLocker
+	// durable and synchronous make some databases synchronous; set
+	// before Open, read without locking.
+	durable     DurableWaiter
+	synchronous func(name string) bool
 	walWatch    *walWatcher // nil where WALs are followed by polling alone
 
 	mu        sync.Mutex
@@ -79,6 +83,7 @@ type Store struct {
 
 	syncKick chan struct{}
 	cancel   context.CancelFunc
+	runCtx   context.Context // ends at Close
 	wg       sync.WaitGroup
 }
 
@@ -207,7 +212,7 @@ func (s *Store) Open(ctx context.Context) error {
 		}()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
+	s.cancel, s.runCtx = cancel, ctx
 	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()

@@ -151,6 +151,12 @@ func (h *file) Write(ctx context.Context, data []byte, off int64) (uint32, sysca
 	if err != nil {
 		return 0, syscall.EIO
 	}
+	if role == ferry.RoleJournal && off == 0 {
+		// Zeroing the header commits in PERSIST mode.
+		if errno := waitSynchronous(db); errno != 0 {
+			return 0, errno
+		}
+	}
 	return n, 0
 }
 
@@ -174,7 +180,7 @@ func (h *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	if err != nil {
 		return syscall.EIO
 	}
-	return 0
+	return waitSynchronous(db)
 }
 
 // Flush is called on every close of a descriptor, before close returns.

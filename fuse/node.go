@@ -296,6 +296,7 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 		if err := db.JournalRemoved(); err != nil {
 			return syscall.EIO
 		}
+		return waitSynchronous(db)
 	case ferry.RoleWAL:
 		db.WALRemoved()
 	case ferry.RoleDB:
@@ -394,6 +395,9 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 			if err := fromDB.JournalRemoved(); err != nil {
 				return syscall.EIO
 			}
+			if errno := waitSynchronous(fromDB); errno != 0 {
+				return errno
+			}
 		case ferry.RoleWAL:
 			fromDB.WALRemoved()
 		}
@@ -402,6 +406,9 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 		// The journal that was there is gone.
 		if err := toDB.JournalRemoved(); err != nil {
 			return syscall.EIO
+		}
+		if errno := waitSynchronous(toDB); errno != 0 {
+			return errno
 		}
 	}
 	// Neither name is what the store knew it as any more. A database under
@@ -509,6 +516,7 @@ func truncated(role ferry.FileRole, db *ferry.DB, size int64) syscall.Errno {
 		if err := db.JournalTruncated(size); err != nil {
 			return syscall.EIO
 		}
+		return waitSynchronous(db)
 	case ferry.RoleWAL:
 		db.WALTruncated(size)
 	}
@@ -535,4 +543,14 @@ func (n *node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 // Removexattr is not supported (see Getxattr).
 func (n *node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	return syscall.ENOSYS
+}
+
+// waitSynchronous answers a request that may have committed a transaction
+// of db only once a synchronous database's change set is durable off this
+// node (ferry.DB.WaitSynchronous); other databases return at once.
+func waitSynchronous(db *ferry.DB) syscall.Errno {
+	if err := db.WaitSynchronous(); err != nil {
+		return syscall.EIO
+	}
+	return 0
 }

@@ -53,7 +53,7 @@ func (w *walFile) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 	if err := w.db.WALSynced(); err != nil {
 		return syscall.EIO
 	}
-	return 0
+	return waitSynchronous(w.db)
 }
 
 // Setattr captures the WAL's commits before a truncate can drop frames.

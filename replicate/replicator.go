@@ -68,8 +68,12 @@ type database struct {
 	// bucket could refill.
 	logChecked bool
 
-	statMu       sync.Mutex
-	bucketPos    ferry.Pos
+	statMu    sync.Mutex
+	bucketPos ferry.Pos
+	// stored is the newest position this node knows the bucket holds of
+	// its own history (Layout.BucketPosPath): what it stored, or caught
+	// up to from the bucket.
+	stored       ferry.Pos
 	backlog      int
 	backlogBytes int64
 	lastErr      string
@@ -164,7 +168,7 @@ func (r *Replicator) get(name string) *database {
 	defer r.mu.Unlock()
 	db := r.dbs[name]
 	if db == nil {
-		db = &database{name: name}
+		db = &database{name: name, stored: r.readBucketPos(name)}
 		r.dbs[name] = db
 	}
 	return db
@@ -361,7 +365,14 @@ func (r *Replicator) writeBucketPos(name string, pos ferry.Pos) error {
 	if err := os.WriteFile(tmp, []byte(pos.String()+"\n"), 0o644); err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	db := r.get(name)
+	db.statMu.Lock()
+	db.stored = pos
+	db.statMu.Unlock()
+	return nil
 }
 
 // readBucketPos reads the position writeBucketPos recorded, or the zero

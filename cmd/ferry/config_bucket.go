@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"time"
 
@@ -86,6 +87,26 @@ type BucketConfig struct {
 	// deleted. It bounds how far back a restore to a timestamp can go.
 	// Default 24h.
 	Retention time.Duration `yaml:"retention"`
+
+	// Synchronous lists the databases whose commits return only once
+	// their change set is in the bucket, as patterns of path.Match over
+	// the database's name in the mount ("*" does not cross a "/"):
+	// ["orders.db", "tenants/*.db"]. A failover then loses nothing
+	// acknowledged, at the cost of an upload's round trip per commit.
+	// While the bucket cannot be reached, such commits wait. In WAL mode
+	// this needs PRAGMA synchronous=FULL, since the wait is in the WAL's
+	// sync. Default: none.
+	Synchronous []string `yaml:"synchronous"`
+}
+
+// isSynchronous reports whether database name matches Synchronous.
+func (c BucketConfig) isSynchronous(name string) bool {
+	for _, p := range c.Synchronous {
+		if ok, _ := path.Match(p, name); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // BucketLevel is one compaction level.
@@ -137,6 +158,11 @@ func (c BucketConfig) validate() error {
 	}
 	if c.Retention < 0 {
 		return fmt.Errorf("bucket.retention %s is negative", c.Retention)
+	}
+	for _, p := range c.Synchronous {
+		if _, err := path.Match(p, ""); err != nil {
+			return fmt.Errorf("bucket.synchronous: pattern %q: %w", p, err)
+		}
 	}
 	prev := 0
 	for _, lv := range c.Levels {

@@ -40,7 +40,7 @@ const failPlacement = `  preferred:
     - {pattern: "home-*", region: ams}
 `
 
-const failBucketLines = "  upload-interval: 100ms\n  follow-interval: 200ms\n"
+const failBucketLines = "  upload-interval: 100ms\n  follow-interval: 200ms\n  synchronous: [\"sync-*\"]\n"
 
 func startFailCluster(t *testing.T, o failOptions) *failCluster {
 	t.Helper()

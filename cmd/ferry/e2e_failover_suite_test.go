@@ -40,6 +40,7 @@ func TestE2EFailoverSuite(t *testing.T) {
 		run        failoverCase
 	}{
 		{"raft/kill-holder", raft1s, n, failKillHolder},
+		{"raft/kill-holder-synchronous", raft1s, n, failKillSynchronousHolder},
 		{"raft/kill-restart-move-back", raft1s, n, failMoveBack},
 		{"raft/isolate-holder", raft1s, n, failIsolateHolder},
 		{"raft/idle-wal-replica", raft1s, n, failIdleWALReplica},
@@ -90,6 +91,25 @@ func failKillHolder(t *testing.T, c *failCluster, it int) time.Duration {
 	took := c.writeUntil(o, db, insert(o, 100), start)
 	c.restart(h)
 	checkHistory(t, c, watch, historyCheck{name: db, acked: []int64{1, 2, 3, 100}, setAsideOK: true})
+	return took
+}
+
+// failKillSynchronousHolder is failKillHolder on a synchronous database
+// (bucket.synchronous): each commit returned only once the bucket held it,
+// so the holder killed right after one loses nothing, and its copy is
+// never set aside.
+func failKillSynchronousHolder(t *testing.T, c *failCluster, it int) time.Duration {
+	h, o := it%3, (it+1)%3
+	db := fmt.Sprintf("sync-kill-%d.db", it)
+	watch := watchHistory(t, c.bucket, db)
+	c.mustSQL(h, db, createTable+insert(h, 1, 2, 3))
+	c.mustSQL(h, db, insert(h, 4))
+	c.mustSQL(h, db, insert(h, 5))
+	start := time.Now()
+	c.kill9(h)
+	took := c.writeUntil(o, db, insert(o, 100), start)
+	c.restart(h)
+	checkHistory(t, c, watch, historyCheck{name: db, acked: []int64{1, 2, 3, 4, 5, 100}})
 	return took
 }
 

@@ -56,6 +56,9 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 	store.SetWriteGuard(mgr)
 	store.SetLeaseView(mgr)
 	store.SetRestorer(rep)
+	if len(cfg.Bucket.Synchronous) > 0 {
+		store.SetDurableWaiter(rep, cfg.Bucket.isSynchronous)
+	}
 	store.AddCommitListener(rep)
 
 	if err := rep.Start(ctx); err != nil {
