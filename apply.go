@@ -112,6 +112,28 @@ func (s *Store) applyLocking(ctx context.Context, name string, apply func(d *DB)
 func (s *Store) dbForApply(name string) (*DB, error) {
 	path := s.layout.DBPath(name)
 	if _, err := os.Stat(path); os.IsNotExist(err) {
+		// A restore on open may be fetching the same database: it must
+		// not move its file over the one created here, which the store
+		// would go on reading while applications write the other.
+		s.restoreMu.Lock()
+		d, err := s.createForApply(name, path)
+		s.restoreMu.Unlock()
+		return d, err
+	}
+	d, err := s.lookupDB(name)
+	if err != nil {
+		return nil, err
+	}
+	if d == nil {
+		return nil, fmt.Errorf("%q exists and is not a database", name)
+	}
+	return d, nil
+}
+
+// createForApply creates database name's empty file at path, unless it
+// appeared meanwhile, and takes it up. The caller holds restoreMu.
+func (s *Store) createForApply(name, path string) (*DB, error) {
+	if _, err := os.Stat(path); os.IsNotExist(err) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return nil, fmt.Errorf("create directory: %w", err)
 		}

@@ -32,7 +32,7 @@ func (r *Replicator) CatchUp(ctx context.Context, name string, applier ferry.App
 	if err != nil {
 		return ferry.Pos{}, fmt.Errorf("catch up %s: %w", name, err)
 	}
-	pos, replaced, err := r.bucket.catchUp(ctx, name, applier, r.readBucketPos(name))
+	pos, replaced, err := r.bucket.catchUp(ctx, name, applier, func() ferry.Pos { return r.readBucketPos(name) })
 	if replaced {
 		r.counters.diverged.Add(1)
 	}
@@ -76,14 +76,15 @@ func (r *Replicator) CatchUpFunc(applier ferry.Applier) func(ctx context.Context
 
 // CatchUp is Replicator.CatchUp without a replicator.
 func (bk *Bucket) CatchUp(ctx context.Context, name string, applier ferry.Applier) (ferry.Pos, error) {
-	pos, _, err := bk.catchUp(ctx, name, applier, ferry.Pos{})
+	pos, _, err := bk.catchUp(ctx, name, applier, nil)
 	return pos, err
 }
 
 // catchUp is CatchUp; replaced reports that the local copy diverged and
-// was replaced with the bucket's. verified is the last position this node
-// knows to be on the bucket's history (one it stored or applied from the
-// bucket); a local copy still there needs no further proof.
+// was replaced with the bucket's. verified, when not nil, returns the last
+// position this node knows to be on the bucket's history (one it stored,
+// restored or applied from the bucket); a local copy still there needs no
+// further proof.
 //
 // Divergence is decided only on checksums: the head's against the local
 // copy at the same TXID, or an object's pre-apply checksum against the
@@ -92,15 +93,21 @@ func (bk *Bucket) CatchUp(ctx context.Context, name string, applier ferry.Applie
 // be in flight (upload.go writes the head first), and a listing may lag;
 // so the bucket is read again a few times, and then the copy is brought
 // as far as the objects reach.
-func (bk *Bucket) catchUp(ctx context.Context, name string, applier ferry.Applier, verified ferry.Pos) (_ ferry.Pos, replaced bool, _ error) {
-	local, err := applier.LocalPos(name)
-	if err != nil {
-		return ferry.Pos{}, false, fmt.Errorf("catch up %s: %w", name, err)
-	}
+func (bk *Bucket) catchUp(ctx context.Context, name string, applier ferry.Applier, verified func() ferry.Pos) (_ ferry.Pos, replaced bool, _ error) {
 	wait := viewRetryWait
 	for attempt := 1; ; attempt++ {
+		// Read each time: a restore on open may create the database
+		// while a catch-up from nothing waits for the bucket.
+		local, err := applier.LocalPos(name)
+		if err != nil {
+			return ferry.Pos{}, false, fmt.Errorf("catch up %s: %w", name, err)
+		}
+		var proven ferry.Pos
+		if verified != nil {
+			proven = verified()
+		}
 		final := attempt == viewAttempts
-		pos, replaced, err := bk.catchUpOnce(ctx, name, applier, local, verified, final)
+		pos, replaced, err := bk.catchUpOnce(ctx, name, applier, local, proven, final)
 		if final || !errors.Is(err, errNotVisible) {
 			return pos, replaced, err
 		}
@@ -327,6 +334,9 @@ func mergeFrom(ctx context.Context, plan []fileInfo, bufs [][]byte, local ferry.
 func (bk *Bucket) catchUpFromScratch(ctx context.Context, name string, applier ferry.Applier) (ferry.Pos, error) {
 	var pos ferry.Pos
 	err := bk.withSnapshot(ctx, name, func(f *os.File, at ferry.Pos) error {
+		if cur, err := applier.LocalPos(name); err == nil && !cur.IsZero() {
+			return fmt.Errorf("%w: the database was restored here meanwhile, at %s", errNotVisible, cur)
+		}
 		var err error
 		if pos, err = applier.ApplyLTX(ctx, name, f); err != nil {
 			return fmt.Errorf("apply snapshot at %s: %w", at.TXID, err)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -193,11 +194,6 @@ func checkHistory(t *testing.T, c *failCluster, watch *historyWatch, hc historyC
 			if got[0] != "ok" {
 				t.Fatalf("node%d: integrity_check of %s: %s", i+1, hc.name, out)
 			}
-			if rows != nil && !slices.Equal(rows, got[1:]) {
-				why = fmt.Sprintf("node%d has rows %v, node%d %v", i+1, got[1:], i, rows)
-				return false
-			}
-			rows = got[1:]
 			rep, err := clusterStatus(m)
 			if err != nil {
 				return false
@@ -208,6 +204,11 @@ func checkHistory(t *testing.T, c *failCluster, watch *historyWatch, hc historyC
 					local = d.Local
 				}
 			}
+			if rows != nil && !slices.Equal(rows, got[1:]) {
+				why = fmt.Sprintf("node%d has rows %v at %v, node%d %v; the bucket's head is at %v", i+1, got[1:], local, i, rows, head)
+				return false
+			}
+			rows = got[1:]
 			if local == nil || *local != head {
 				why = fmt.Sprintf("node%d is at %v, the bucket's head at %v", i+1, local, head)
 				return false
@@ -220,6 +221,13 @@ func checkHistory(t *testing.T, c *failCluster, watch *historyWatch, hc historyC
 			var outs string
 			for i, n := range c.nodes {
 				outs += fmt.Sprintf("node%d:\n%s\n", i+1, n.output)
+				// The backing file, read outside the mount, tells a stale
+				// kernel cache from a copy that did not move.
+				cp := filepath.Join(t.TempDir(), "backing.db")
+				if data, err := os.ReadFile(n.TreePath(hc.name)); err == nil && os.WriteFile(cp, data, 0o644) == nil {
+					out, _ := exec.Command("sqlite3", cp, "SELECT group_concat(id) FROM t;").CombinedOutput()
+					outs += fmt.Sprintf("node%d backing file rows: %s\n", i+1, out)
+				}
 			}
 			t.Fatalf("%s: the nodes did not settle at the bucket's head within 30s: %s\n%s", hc.name, why, outs)
 		}

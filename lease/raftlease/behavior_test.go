@@ -353,3 +353,34 @@ func TestDiscoveryByDNS(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestUnregisteredMemberHoldsPreference: while a member's region is not
+// known yet (a node registers it as it joins, the bootstrapping node just
+// after it leads), the leader cannot tell whether the preferred region is
+// up, so a node elsewhere must not take the lease.
+func TestUnregisteredMemberHoldsPreference(t *testing.T) {
+	c := newCluster(t, 3, false, func(cfg *Config) {
+		cfg.Placement = lease.Placement{Preferred: []lease.RegionRule{{Pattern: "pref/*", Region: "r1"}}}
+	})
+	leader := c.waitLeader()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		n, ok := leader.m.fsm.node("node1")
+		if ok && n.Region == "r1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node1's region never registered")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Forget node1's registration on the leader, as before it registered.
+	leader.m.fsm.mu.Lock()
+	delete(leader.m.fsm.st.Nodes, "node1")
+	leader.m.fsm.mu.Unlock()
+	away := c.nodes[1]
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := away.m.CheckWrite(ctx, "pref/a.db"); !errors.Is(err, lease.ErrNotCandidate) {
+		t.Fatalf("acquire outside the preferred region while a member's region is unknown = %v, want ErrNotCandidate", err)
+	}
+}

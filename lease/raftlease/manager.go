@@ -349,6 +349,12 @@ func (m *Manager) regionUp(region, except string) bool {
 			continue
 		}
 		n, ok := m.fsm.node(id)
+		if !ok && !m.health.failing(id) {
+			// A member whose region is not registered yet (it registers
+			// as it joins) may be in region: until it is known, the
+			// preference holds, so no other region takes the lease early.
+			return true
+		}
 		if ok && n.Region == region && m.cfg.Placement.Candidate(id, n.Region) && !m.health.failing(id) {
 			return true
 		}

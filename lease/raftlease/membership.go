@@ -96,9 +96,34 @@ func (m *Manager) tryJoin(ctx context.Context, req joinReq) error {
 		}}})
 		if err := f.Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			errs = append(errs, fmt.Errorf("bootstrap: %w", err))
+		} else if err == nil {
+			// Register this node's region as soon as it leads: the others
+			// register as they join, and until every member's region is
+			// known placement cannot tell whether a preferred region is up.
+			if err := m.registerOnceLeader(ctx, req); err == nil {
+				return nil
+			} else {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return fmt.Errorf("join lease cluster: %w", errors.Join(errs...))
+}
+
+// registerOnceLeader waits until this node, having just bootstrapped the
+// cluster, leads it, and then registers it as joinVia registers a joining
+// node.
+func (m *Manager) registerOnceLeader(ctx context.Context, req joinReq) error {
+	for m.raft.State() != raft.Leader {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("register after bootstrap: %w", ctx.Err())
+		case <-m.stop:
+			return errors.New("register after bootstrap: stopping")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return m.joinVia(ctx, req, 0)
 }
 
 // lowest reports whether this node's address sorts first among peers.
