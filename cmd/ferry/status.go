@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -63,26 +64,33 @@ func addEndpointFlags(fs *flag.FlagSet) endpointFlags {
 	}
 }
 
-// client returns an HTTP client for the endpoint and its base URL.
+// client returns an HTTP client for the endpoint and its base URL. The
+// config (-config, else the defaults) also gives the cluster section: when
+// cluster credentials are configured, the client sends them, as the
+// endpoint then requires.
 func (e endpointFlags) client() (*http.Client, string, error) {
+	full := NewConfig()
+	if *e.config != "" {
+		var err error
+		if full, err = ReadConfig(*e.config); err != nil {
+			return nil, "", err
+		}
+	}
 	cfg := LeaseConfig{Status: StatusConfig{Listen: *e.addr}}
 	dataDir := *e.dataDir
 	if *e.addr == "" {
 		// The same file and defaults as `ferry mount`, so a relative
 		// socket path resolves under the same data directory.
-		full := NewConfig()
-		if *e.config != "" {
-			var err error
-			if full, err = ReadConfig(*e.config); err != nil {
-				return nil, "", err
-			}
-		}
 		cfg = full.Lease
 		if dataDir == "" {
 			dataDir = full.Data.Dir
 		}
 	}
 	network, addr, err := cfg.statusListen(dataDir)
+	if err != nil {
+		return nil, "", err
+	}
+	auth, err := full.Cluster.auth(os.LookupEnv, nil)
 	if err != nil {
 		return nil, "", err
 	}
@@ -95,7 +103,11 @@ func (e endpointFlags) client() (*http.Client, string, error) {
 		}
 		host = "ferry" // any name: the dialer ignores it
 	}
-	return &http.Client{Transport: tr, Timeout: statusClientTimeout}, "http://" + host, nil
+	var rt http.RoundTripper = tr
+	if auth != nil {
+		rt = auth.Transport(tr)
+	}
+	return &http.Client{Transport: rt, Timeout: statusClientTimeout}, "http://" + host, nil
 }
 
 // doStatusRequest sends body (if any) as JSON and decodes a 2xx answer into out.
@@ -126,6 +138,9 @@ func doStatusRequest(ctx context.Context, c *http.Client, method, url string, bo
 	if resp.StatusCode/100 != 2 {
 		var e statusError
 		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			if resp.StatusCode == http.StatusUnauthorized {
+				return raw, fmt.Errorf("%s (pass the node's -config and set its cluster secret variable, $%s by default)", e.Error, defaultSecretEnv)
+			}
 			return raw, errors.New(e.Error)
 		}
 		return raw, fmt.Errorf("local node answered %s", resp.Status)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"os"
 	"time"
 
 	"github.com/ferrydb/ferry"
@@ -33,7 +35,20 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 	opts.Guard, opts.Node, opts.Logger = guard, node, logger.With("component", "replicate")
 	rep := replicate.New(backend, ferry.Layout{Dir: dataDir}, opts)
 
+	// Raft listens for peers, so it must not start open to anyone who
+	// can reach its port; other lease types use cluster auth only when
+	// it is configured (the status endpoint).
+	authLog := logger.With("component", "cluster-auth")
+	auth, err := cfg.Cluster.auth(os.LookupEnv, authLog)
+	if err == nil && cfg.Lease.Type == "raft" {
+		auth, err = cfg.Cluster.requireAuth("lease type raft", os.LookupEnv, authLog)
+	}
+	if err != nil {
+		return nil, err
+	}
+
 	mgr, err := cfg.Lease.open(ctx, dataDir, logger, leaseHooks{
+		Auth: auth,
 		// A new writer first catches up to the bucket, so a node waking
 		// from a long stop never throws newer history away.
 		CatchUp: rep.CatchUpFunc(store),
@@ -61,14 +76,20 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 	if err := rep.Start(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("start replicator: %w", err), mgr.Close())
 	}
-	stopStatus, err := serveStatus(ctx, cfg.Lease, dataDir, newStatusHandler(statusSources{
+	var status http.Handler = newStatusHandler(statusSources{
 		Lease:     mgr,
 		Databases: store.DBs,
 		LocalPos:  store.LocalPos,
 		BucketPos: rep.BucketPos,
 		SetAside:  store.SetAside,
 		Faults:    store.Faults,
-	}), logger)
+	})
+	if auth != nil {
+		// The endpoint can move leases: with cluster auth it answers
+		// only requests that carry the cluster's credentials.
+		status = auth.Handler(status)
+	}
+	stopStatus, err := serveStatus(ctx, cfg.Lease, dataDir, status, logger)
 	if err != nil {
 		return nil, errors.Join(err, rep.Close(ctx), mgr.Close())
 	}
