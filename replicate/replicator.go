@@ -70,6 +70,10 @@ type database struct {
 
 	statMu       sync.Mutex
 	bucketPos    ferry.Pos
+	// bucketTime is the commit time of the change set ending at
+	// bucketTimeTXID, the newest whose time is known.
+	bucketTime     time.Time
+	bucketTimeTXID ltx.TXID
 	backlog      int
 	backlogBytes int64
 	lastErr      string

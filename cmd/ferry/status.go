@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -185,7 +186,7 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) error {
 
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DATABASE\tHOLDER\tEPOCH\tEXPIRES\tLOCAL TXID/CHECKSUM\tBUCKET TXID/CHECKSUM\tLAG")
+	fmt.Fprintln(tw, "DATABASE\tHOLDER\tEPOCH\tEXPIRES\tLOCAL TXID/CHECKSUM\tBUCKET TXID/CHECKSUM\tLAG\tBEHIND HOLDER")
 	for _, d := range rep.Databases {
 		holder, epoch, expires := "-", "-", "-"
 		if d.Holder != "" {
@@ -212,15 +213,28 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) error {
 		if d.Lag != nil {
 			lag = fmt.Sprint(*d.Lag)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, holder, epoch, expires, local, bucket, lag)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, holder, epoch, expires, local, bucket, lag, formatBehind(d))
 	}
 	if len(rep.Databases) == 0 {
-		fmt.Fprintln(tw, "(no databases)\t\t\t\t\t\t")
+		fmt.Fprintln(tw, "(no databases)\t\t\t\t\t\t\t")
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	return printFaults(w, rep.Databases)
+}
+
+// formatBehind shows a database's lag behind its holder as
+// "TXIDS tx, SECONDS s", with "?" for what is unknown.
+func formatBehind(d dbStatus) string {
+	if d.LagTXIDs == nil {
+		return "-"
+	}
+	sec := "?"
+	if d.LagSeconds != nil {
+		sec = strconv.FormatFloat(*d.LagSeconds, 'f', 3, 64)
+	}
+	return fmt.Sprintf("%d tx, %s s", *d.LagTXIDs, sec)
 }
 
 // printFaults lists the databases the node cannot fully serve, and why,

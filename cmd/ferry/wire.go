@@ -81,8 +81,12 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 		Databases: store.DBs,
 		LocalPos:  store.LocalPos,
 		BucketPos: rep.BucketPos,
-		SetAside:  store.SetAside,
-		Faults:    store.Faults,
+		// The bucket's head is, for now, what this node knows of the
+		// holder's newest commit.
+		HolderHead: rep.BucketHead,
+		CommitTime: store.CommitTime,
+		SetAside:   store.SetAside,
+		Faults:     store.Faults,
 	})
 	if auth != nil {
 		// The endpoint can move leases: with cluster auth it answers
