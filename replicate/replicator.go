@@ -68,15 +68,15 @@ type database struct {
 	// bucket could refill.
 	logChecked bool
 
-	statMu       sync.Mutex
-	bucketPos    ferry.Pos
+	statMu    sync.Mutex
+	bucketPos ferry.Pos
 	// bucketTime is the commit time of the change set ending at
 	// bucketTimeTXID, the newest whose time is known.
 	bucketTime     time.Time
 	bucketTimeTXID ltx.TXID
-	backlog      int
-	backlogBytes int64
-	lastErr      string
+	backlog        int
+	backlogBytes   int64
+	lastErr        string
 }
 
 // New returns a Replicator that uploads the databases under layout to
