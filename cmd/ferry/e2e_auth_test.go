@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -73,5 +75,36 @@ bucket:
 	err = run(context.Background(), []string{"handoff", "-addr", sock, "-config", intruder.Config, "x.db", "node3"}, &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), "unauthorized") {
 		t.Fatalf("handoff with the intruder's secret: %v", err)
+	}
+}
+
+// TestMountRefusesBucketOfAnotherCluster starts a node of cluster
+// ferry-e2e on a bucket, then a node of another cluster on the same
+// bucket: the second refuses to start, saying which cluster the bucket
+// belongs to, and the first cluster's history is untouched. On its own
+// prefix the other cluster starts.
+func TestMountRefusesBucketOfAnotherCluster(t *testing.T) {
+	bucket := filepath.Join(t.TempDir(), "bucket")
+	bucketLines := fmt.Sprintf("bucket:\n  type: file\n  path: %q\n", bucket)
+	first := startMountWith(t, bucketLines)
+	if _, err := os.Stat(filepath.Join(bucket, "ferry-cluster.json")); err != nil {
+		t.Fatalf("no cluster marker in the bucket: %v", err)
+	}
+	first.stop(t)
+
+	t.Setenv("FERRY_TEST_OTHER_CLUSTER_SECRET", "other-cluster-secret-0123")
+	other := "cluster:\n  id: other-cluster\n  secret-env: FERRY_TEST_OTHER_CLUSTER_SECRET\n"
+	m := newTestMount(t, other+bucketLines)
+	out, err := runFerry(t, "mount", "-config", m.Config)
+	if isMounted(t, m.Dir) {
+		_ = syscall.Unmount(m.Dir, syscall.MNT_DETACH)
+	}
+	if err == nil || !strings.Contains(out, `records cluster "ferry-e2e", and this node is in cluster "other-cluster"`) {
+		t.Fatalf("mount of another cluster's bucket: %v\n%s", err, out)
+	}
+
+	startMountWith(t, other+bucketLines+"  prefix: other\n")
+	if _, err := os.Stat(filepath.Join(bucket, "other", "ferry-cluster.json")); err != nil {
+		t.Fatalf("no cluster marker under the other prefix: %v", err)
 	}
 }

@@ -47,6 +47,12 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 		return nil, err
 	}
 
+	if auth != nil {
+		if err := claimBucket(ctx, rep, auth.ClusterID(), logger); err != nil {
+			return nil, err
+		}
+	}
+
 	mgr, err := cfg.Lease.open(ctx, dataDir, logger, leaseHooks{
 		Auth: auth,
 		// A new writer first catches up to the bucket, so a node waking
@@ -164,4 +170,24 @@ func (g *uploadGuard) CheckWrite(ctx context.Context, name string) (uint64, erro
 func (g *uploadGuard) holds(name string) bool {
 	holder, _, ok := g.mgr.Holder(name)
 	return ok && holder == g.node
+}
+
+// claimTimeout bounds the check of the bucket's cluster marker at start.
+const claimTimeout = 10 * time.Second
+
+// claimBucket records cluster id in the bucket, or fails when the bucket
+// records another: two clusters must never write one bucket prefix. A
+// bucket that cannot be reached does not stop the start, as it does not
+// for uploads, which retry; the marker is then checked at the next start.
+func claimBucket(ctx context.Context, rep *replicate.Replicator, id string, logger *slog.Logger) error {
+	cctx, cancel := context.WithTimeout(ctx, claimTimeout)
+	defer cancel()
+	err := rep.ClaimCluster(cctx, id)
+	switch {
+	case errors.Is(err, replicate.ErrOtherCluster):
+		return err
+	case err != nil:
+		logger.Warn("could not check which cluster the bucket belongs to", "cluster", id, "err", err)
+	}
+	return nil
 }
