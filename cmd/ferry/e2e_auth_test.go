@@ -11,12 +11,12 @@ import (
 	"testing"
 )
 
-// TestClusterRefusesNodeWithWrongSecret runs two `ferry mount` nodes of
+// TestE2EClusterRefusesNodeWithWrongSecret runs two `ferry mount` nodes of
 // one Raft cluster and a third that lists them as peers but holds another
 // secret. The third never joins: the cluster refuses it, both sides log
 // why, and it does not start a cluster of its own. The status endpoint of
 // a member refuses a client holding the third node's secret.
-func TestClusterRefusesNodeWithWrongSecret(t *testing.T) {
+func TestE2EClusterRefusesNodeWithWrongSecret(t *testing.T) {
 	addrs := []string{freeAddr(t, "127.0.0.31"), freeAddr(t, "127.0.0.32"), freeAddr(t, "127.0.0.33")}
 	c := startRaftClusterAt(t, addrs[:2], addrs, "5s", nil)
 
@@ -78,12 +78,12 @@ bucket:
 	}
 }
 
-// TestMountRefusesBucketOfAnotherCluster starts a node of cluster
+// TestE2EMountRefusesBucketOfAnotherCluster starts a node of cluster
 // ferry-e2e on a bucket, then a node of another cluster on the same
 // bucket: the second refuses to start, saying which cluster the bucket
 // belongs to, and the first cluster's history is untouched. On its own
 // prefix the other cluster starts.
-func TestMountRefusesBucketOfAnotherCluster(t *testing.T) {
+func TestE2EMountRefusesBucketOfAnotherCluster(t *testing.T) {
 	bucket := filepath.Join(t.TempDir(), "bucket")
 	bucketLines := fmt.Sprintf("bucket:\n  type: file\n  path: %q\n", bucket)
 	first := startMountWith(t, bucketLines)
