@@ -186,7 +186,7 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) error {
 
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DATABASE\tHOLDER\tEPOCH\tEXPIRES\tLOCAL TXID/CHECKSUM\tBUCKET TXID/CHECKSUM\tLAG\tBEHIND HOLDER")
+	fmt.Fprintln(tw, "DATABASE\tHOLDER\tEPOCH\tEXPIRES\tLOCAL TXID/CHECKSUM\tBUCKET TXID/CHECKSUM\tBEHIND HOLDER\tLAG")
 	for _, d := range rep.Databases {
 		holder, epoch, expires := "-", "-", "-"
 		if d.Holder != "" {
@@ -213,7 +213,7 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) error {
 		if d.Lag != nil {
 			lag = fmt.Sprint(*d.Lag)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, holder, epoch, expires, local, bucket, lag, formatBehind(d))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, holder, epoch, expires, local, bucket, formatBehind(d), lag)
 	}
 	if len(rep.Databases) == 0 {
 		fmt.Fprintln(tw, "(no databases)\t\t\t\t\t\t\t")
@@ -225,7 +225,8 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) error {
 }
 
 // formatBehind shows a database's lag behind its holder as
-// "TXIDS tx, SECONDS s", with "?" for what is unknown.
+// "TXIDStx/SECONDSs", with "?" for what is unknown; one word, so that
+// scripts can split the table on blanks.
 func formatBehind(d dbStatus) string {
 	if d.LagTXIDs == nil {
 		return "-"
@@ -234,7 +235,7 @@ func formatBehind(d dbStatus) string {
 	if d.LagSeconds != nil {
 		sec = strconv.FormatFloat(*d.LagSeconds, 'f', 3, 64)
 	}
-	return fmt.Sprintf("%d tx, %s s", *d.LagTXIDs, sec)
+	return fmt.Sprintf("%dtx/%ss", *d.LagTXIDs, sec)
 }
 
 // printFaults lists the databases the node cannot fully serve, and why,

@@ -43,11 +43,11 @@ func TestComputeLag(t *testing.T) {
 		d := dbStatus{LagTXIDs: tx, LagSeconds: sec}
 		want := "-"
 		if tc.tx != "" {
-			want = tc.tx + " tx, "
+			want = tc.tx + "tx/"
 			if tc.sec == "" {
-				want += "? s"
+				want += "?s"
 			} else {
-				want += tc.sec + " s"
+				want += tc.sec + "s"
 			}
 		}
 		if got := formatBehind(d); got != want {
@@ -63,7 +63,7 @@ func TestPrintStatusShowsLagBehindHolder(t *testing.T) {
 	if err := printStatus(&b, rep, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(b.String(), "BEHIND HOLDER") || !strings.Contains(b.String(), "3 tx, 1.250 s") {
+	if !strings.Contains(b.String(), "BEHIND HOLDER") || !strings.Contains(b.String(), "3tx/1.250s") {
 		t.Fatalf("output:\n%s", b.String())
 	}
 }
