@@ -23,6 +23,11 @@ func (r *Replicator) Follow(ctx context.Context, name string, applier ferry.Appl
 	if err != nil {
 		return local, false, fmt.Errorf("follow %s: %w", name, err)
 	}
+	if ok && h.TXID > 0 {
+		// Recorded before catching up, so that status shows how far
+		// behind this node is even while the catch-up fails or waits.
+		r.setBucketHead(r.get(name), ferry.Pos{TXID: h.TXID, PostApplyChecksum: h.Checksum}, h.Time)
+	}
 	if !ok || (h.TXID <= local.TXID && !r.bucket.mayDiverge(name, applier, local, h)) {
 		return local, false, nil
 	}

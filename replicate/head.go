@@ -40,6 +40,11 @@ type head struct {
 	// Mode is the permission bits of the writer's database file, which a
 	// restore gives the file it writes; zero when unknown.
 	Mode uint32 `json:"mode,omitempty"`
+	// Time is when the writer committed TXID, in milliseconds since the
+	// Unix epoch (the LTX header's timestamp), so that a replica can tell
+	// how far behind it is in time; zero in heads written before it was
+	// recorded.
+	Time int64 `json:"time,omitempty"`
 }
 
 // defaultFileMode is the mode a restore gives a database whose head does

@@ -73,10 +73,14 @@ type database struct {
 	// stored is the newest position this node knows the bucket holds of
 	// its own history (Layout.BucketPosPath): what it stored, or caught
 	// up to from the bucket.
-	stored       ferry.Pos
-	backlog      int
-	backlogBytes int64
-	lastErr      string
+	stored ferry.Pos
+	// bucketTime is the commit time of the change set ending at
+	// bucketTimeTXID, the newest whose time is known.
+	bucketTime     time.Time
+	bucketTimeTXID ltx.TXID
+	backlog        int
+	backlogBytes   int64
+	lastErr        string
 }
 
 // New returns a Replicator that uploads the databases under layout to

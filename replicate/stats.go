@@ -99,3 +99,22 @@ func (r *Replicator) BucketPos(name string) (ferry.Pos, bool) {
 	defer db.statMu.Unlock()
 	return db.bucketPos, !db.bucketPos.IsZero()
 }
+
+// BucketHead returns the newest position of database name that the bucket
+// holds, as far as this replicator knows, and when its writer committed
+// it; commit is zero when the bucket's head does not record it. ok is
+// false if no position is known.
+func (r *Replicator) BucketHead(name string) (pos ferry.Pos, commit time.Time, ok bool) {
+	r.mu.Lock()
+	db := r.dbs[name]
+	r.mu.Unlock()
+	if db == nil {
+		return ferry.Pos{}, time.Time{}, false
+	}
+	db.statMu.Lock()
+	defer db.statMu.Unlock()
+	if db.bucketTimeTXID == db.bucketPos.TXID {
+		commit = db.bucketTime
+	}
+	return db.bucketPos, commit, !db.bucketPos.IsZero()
+}

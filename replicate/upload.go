@@ -200,7 +200,7 @@ func (r *Replicator) load(ctx context.Context, db *database) error {
 	}
 	if files.hasHead && files.head.TXID > 0 {
 		db.needObject = !files.holds(files.head.TXID)
-		r.setBucketPos(db, ferry.Pos{TXID: files.head.TXID, PostApplyChecksum: files.head.Checksum})
+		r.setBucketHead(db, ferry.Pos{TXID: files.head.TXID, PostApplyChecksum: files.head.Checksum}, files.head.Time)
 	}
 	return nil
 }
@@ -276,7 +276,7 @@ func (r *Replicator) uploadBatch(ctx context.Context, db *database, batch []loca
 		return r.stale(db, fmt.Errorf("upload %s: %w: local TXID %s follows checksum %s, the bucket has %s", db.name, ErrConflict, hdr.MinTXID, hdr.PreApplyChecksum, h.Checksum))
 	}
 
-	next := head{TXID: last.max, Checksum: trailer.PostApplyChecksum, Epoch: epoch, LastMin: first.min, Node: r.opts.Node, Mode: r.fileMode(db.name, h.Mode)}
+	next := head{TXID: last.max, Checksum: trailer.PostApplyChecksum, Epoch: epoch, LastMin: first.min, Node: r.opts.Node, Mode: r.fileMode(db.name, h.Mode), Time: hdr.Timestamp}
 	if next.PageSize, next.PageSizeSince, err = r.nextPageSize(ctx, db, first.min, hdr.PageSize); err != nil {
 		return fmt.Errorf("upload %s: %w", db.name, err)
 	}
@@ -307,7 +307,7 @@ func (r *Replicator) storeL0(ctx context.Context, db *database, min ltx.TXID, po
 	db.needObject = false
 	db.files.add(fileInfo{Level: 0, MinTXID: min, MaxTXID: pos.TXID, Size: data.Size(), CreatedAt: r.opts.Now().UnixMilli(), Key: key})
 	r.counters.txns.Add(int64(pos.TXID - min + 1))
-	r.setBucketPos(db, pos)
+	r.setBucketHead(db, pos, hdr.Timestamp)
 	if err := r.writeBucketPos(db.name, pos); err != nil {
 		return fmt.Errorf("upload %s: record bucket position: %w", db.name, err)
 	}
@@ -477,7 +477,7 @@ func (r *Replicator) settleTakeover(ctx context.Context, db *database) error {
 			return fmt.Errorf("object %s: %w", best.Key, err)
 		}
 		back.TXID, back.Checksum, back.LastMin = best.MaxTXID, dec.Trailer().PostApplyChecksum, best.MinTXID
-		back.PageSize = dec.Header().PageSize
+		back.PageSize, back.Time = dec.Header().PageSize, dec.Header().Timestamp
 		if h.PageSizeSince <= back.TXID {
 			back.PageSizeSince = h.PageSizeSince
 		}
@@ -555,6 +555,17 @@ func (r *Replicator) setBacklog(db *database, pending []localFile) {
 func (r *Replicator) setBucketPos(db *database, pos ferry.Pos) {
 	db.statMu.Lock()
 	db.bucketPos = pos
+	db.statMu.Unlock()
+}
+
+// setBucketHead records the bucket's position and the commit time of the
+// change set at it (milliseconds since the Unix epoch; zero: unknown).
+func (r *Replicator) setBucketHead(db *database, pos ferry.Pos, commitMS int64) {
+	db.statMu.Lock()
+	db.bucketPos = pos
+	if commitMS != 0 {
+		db.bucketTime, db.bucketTimeTXID = time.UnixMilli(commitMS), pos.TXID
+	}
 	db.statMu.Unlock()
 }
 

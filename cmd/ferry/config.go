@@ -31,6 +31,10 @@ type Config struct {
 	// Log is the log section.
 	Log LogConfig `yaml:"log"`
 
+	// Cluster is the cluster section: the ID and secret nodes present
+	// to each other.
+	Cluster ClusterConfig `yaml:"cluster"`
+
 	Bucket BucketConfig `yaml:"bucket"`
 	Lease  LeaseConfig  `yaml:"lease"`
 	Proxy  ProxyConfig  `yaml:"proxy"`
@@ -179,6 +183,9 @@ func (c *Config) Validate() error {
 	case "", "text", "json":
 	default:
 		errs = append(errs, fmt.Errorf("log.format %q: want text or json", c.Log.Format))
+	}
+	if err := c.Cluster.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Proxy.validate(); err != nil {
 		errs = append(errs, err)

@@ -32,6 +32,7 @@ var defaultedKeys = map[string]bool{
 	"bucket.bucket":        true,
 	"bucket.endpoint":      true,
 	"bucket.region":        true,
+	"cluster.secret-env":   true,
 	"lease.type":           true,
 	"lease.node":           true,
 	"lease.region":         true,

@@ -15,6 +15,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/ferrydb/ferry/internal/peerauth"
 	"github.com/ferrydb/ferry/lease"
 	"github.com/ferrydb/ferry/lease/raftlease"
 	"github.com/ferrydb/ferry/lease/s3lease"
@@ -220,9 +221,12 @@ func (c LeaseConfig) validate() error {
 	return c.placement().Validate()
 }
 
-// leaseHooks connect the lease manager to the rest of the node. Either
-// may be nil.
+// leaseHooks connect the lease manager to the rest of the node. Any
+// may be nil, but Raft needs Auth.
 type leaseHooks struct {
+	// Auth is the cluster's credentials, required of every connection
+	// to the Raft port and sent on every connection to a peer's.
+	Auth *peerauth.Auth
 	// CatchUp runs after this node acquires a lease and before its first
 	// write under it (the replicator's bucket catch-up).
 	CatchUp lease.CatchUp
@@ -252,6 +256,9 @@ func (c LeaseConfig) open(ctx context.Context, dataDir string, logger *slog.Logg
 		}
 		return lease.NewStatic(lease.StaticConfig{Node: node, Region: c.region(), Primary: c.Static.Primary, Dir: dir})
 	case "raft":
+		if hooks.Auth == nil {
+			return nil, errors.New("lease type raft needs cluster credentials (cluster.id and the cluster secret)")
+		}
 		bind := c.Raft.Bind
 		if bind == "" {
 			bind = defaultRaftBind
@@ -269,7 +276,7 @@ func (c LeaseConfig) open(ctx context.Context, dataDir string, logger *slog.Logg
 			MaxVoters: c.Raft.MaxVoters, DeadAfter: c.Raft.DeadAfter,
 			TTL: c.TTL, AcquireTimeout: c.AcquireTimeout, Placement: c.placement(), CatchUp: hooks.CatchUp, Drain: hooks.Drain,
 			HeartbeatTimeout: c.Raft.HeartbeatTimeout, ElectionTimeout: c.Raft.ElectionTimeout,
-			Logger: logger.With("component", "lease"),
+			Logger: logger.With("component", "lease"), Auth: hooks.Auth,
 		})
 	case "s3":
 		client, err := c.S3.client(ctx)

@@ -116,6 +116,10 @@ func TestLeaseConfigThreeNodes(t *testing.T) {
 	for _, ln := range lns {
 		ln.Close() // reserve distinct free ports, then hand them to the nodes
 	}
+	auth, err := ClusterConfig{ID: "three"}.auth(func(string) (string, bool) { return "three-nodes-secret-0123", true }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var ms []lease.Manager
 	for i := 0; i < 3; i++ {
 		cfg := LeaseConfig{
@@ -123,7 +127,7 @@ func TestLeaseConfigThreeNodes(t *testing.T) {
 			Raft: RaftLeaseConfig{Bind: peers[i], Peers: peers,
 				HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond},
 		}
-		m, err := cfg.open(context.Background(), t.TempDir(), nil, leaseHooks{})
+		m, err := cfg.open(context.Background(), t.TempDir(), nil, leaseHooks{Auth: auth})
 		if err != nil {
 			t.Fatal(err)
 		}

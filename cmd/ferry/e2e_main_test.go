@@ -22,7 +22,21 @@ func TestMain(m *testing.M) {
 	os.Exit(runTests(m))
 }
 
+// e2eSecretEnv holds the cluster secret of the test mounts; newTestMount
+// gives every mount the cluster section e2eCluster unless its extra YAML
+// has a cluster section of its own.
+const (
+	e2eSecretEnv = "FERRY_TEST_CLUSTER_SECRET"
+	e2eCluster   = "cluster:\n  id: ferry-e2e\n  secret-env: " + e2eSecretEnv + "\n"
+)
+
 func runTests(m *testing.M) int {
+	// The mounts inherit it, and so do `ferry status` and `ferry handoff`
+	// run in this process.
+	if err := os.Setenv(e2eSecretEnv, "e2e-cluster-secret-0123"); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
 	dir, err := os.MkdirTemp("", "ferry-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: temp dir:", err)
@@ -122,6 +136,12 @@ func newTestMountAt(t *testing.T, dataDir, extra string) *testMount {
 		}
 	}
 	cfg := fmt.Sprintf("fuse:\n  dir: %q\n  allow-other: true\ndata:\n  dir: %q\n", m.Dir, m.DataDir) + extra
+	if !strings.HasPrefix(extra, "cluster:") && !strings.Contains(extra, "\ncluster:") {
+		if extra != "" && !strings.HasSuffix(extra, "\n") {
+			cfg += "\n"
+		}
+		cfg += e2eCluster
+	}
 	if err := os.WriteFile(m.Config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

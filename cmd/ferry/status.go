@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -63,26 +65,33 @@ func addEndpointFlags(fs *flag.FlagSet) endpointFlags {
 	}
 }
 
-// client returns an HTTP client for the endpoint and its base URL.
+// client returns an HTTP client for the endpoint and its base URL. The
+// config (-config, else the defaults) also gives the cluster section: when
+// cluster credentials are configured, the client sends them, as the
+// endpoint then requires.
 func (e endpointFlags) client() (*http.Client, string, error) {
+	full := NewConfig()
+	if *e.config != "" {
+		var err error
+		if full, err = ReadConfig(*e.config); err != nil {
+			return nil, "", err
+		}
+	}
 	cfg := LeaseConfig{Status: StatusConfig{Listen: *e.addr}}
 	dataDir := *e.dataDir
 	if *e.addr == "" {
 		// The same file and defaults as `ferry mount`, so a relative
 		// socket path resolves under the same data directory.
-		full := NewConfig()
-		if *e.config != "" {
-			var err error
-			if full, err = ReadConfig(*e.config); err != nil {
-				return nil, "", err
-			}
-		}
 		cfg = full.Lease
 		if dataDir == "" {
 			dataDir = full.Data.Dir
 		}
 	}
 	network, addr, err := cfg.statusListen(dataDir)
+	if err != nil {
+		return nil, "", err
+	}
+	auth, err := full.Cluster.auth(os.LookupEnv, nil)
 	if err != nil {
 		return nil, "", err
 	}
@@ -95,7 +104,11 @@ func (e endpointFlags) client() (*http.Client, string, error) {
 		}
 		host = "ferry" // any name: the dialer ignores it
 	}
-	return &http.Client{Transport: tr, Timeout: statusClientTimeout}, "http://" + host, nil
+	var rt http.RoundTripper = tr
+	if auth != nil {
+		rt = auth.Transport(tr)
+	}
+	return &http.Client{Transport: rt, Timeout: statusClientTimeout}, "http://" + host, nil
 }
 
 // doStatusRequest sends body (if any) as JSON and decodes a 2xx answer into out.
@@ -126,6 +139,9 @@ func doStatusRequest(ctx context.Context, c *http.Client, method, url string, bo
 	if resp.StatusCode/100 != 2 {
 		var e statusError
 		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			if resp.StatusCode == http.StatusUnauthorized {
+				return raw, fmt.Errorf("%s (pass the node's -config and set its cluster secret variable, $%s by default)", e.Error, defaultSecretEnv)
+			}
 			return raw, errors.New(e.Error)
 		}
 		return raw, fmt.Errorf("local node answered %s", resp.Status)
@@ -170,7 +186,7 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) error {
 
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DATABASE\tHOLDER\tEPOCH\tEXPIRES\tLOCAL TXID/CHECKSUM\tBUCKET TXID/CHECKSUM\tLAG")
+	fmt.Fprintln(tw, "DATABASE\tHOLDER\tEPOCH\tEXPIRES\tLOCAL TXID/CHECKSUM\tBUCKET TXID/CHECKSUM\tBEHIND HOLDER\tLAG")
 	for _, d := range rep.Databases {
 		holder, epoch, expires := "-", "-", "-"
 		if d.Holder != "" {
@@ -197,15 +213,29 @@ func printStatus(w io.Writer, rep statusReport, now time.Time) error {
 		if d.Lag != nil {
 			lag = fmt.Sprint(*d.Lag)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, holder, epoch, expires, local, bucket, lag)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, holder, epoch, expires, local, bucket, formatBehind(d), lag)
 	}
 	if len(rep.Databases) == 0 {
-		fmt.Fprintln(tw, "(no databases)\t\t\t\t\t\t")
+		fmt.Fprintln(tw, "(no databases)\t\t\t\t\t\t\t")
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	return printFaults(w, rep.Databases)
+}
+
+// formatBehind shows a database's lag behind its holder as
+// "TXIDStx/SECONDSs", with "?" for what is unknown; one word, so that
+// scripts can split the table on blanks.
+func formatBehind(d dbStatus) string {
+	if d.LagTXIDs == nil {
+		return "-"
+	}
+	sec := "?"
+	if d.LagSeconds != nil {
+		sec = strconv.FormatFloat(*d.LagSeconds, 'f', 3, 64)
+	}
+	return fmt.Sprintf("%dtx/%ss", *d.LagTXIDs, sec)
 }
 
 // printFaults lists the databases the node cannot fully serve, and why,

@@ -29,6 +29,14 @@ type statusSources struct {
 	// BucketPos returns the position of the newest change set of a
 	// database the bucket holds.
 	BucketPos func(name string) (ferry.Pos, bool)
+	// HolderHead returns the newest position of a database its lease
+	// holder has published and when the holder committed it (zero:
+	// unknown). It is fed from the bucket's head; a source closer to the
+	// holder can replace it without changing how lag is computed.
+	HolderHead func(name string) (pos ferry.Pos, commit time.Time, ok bool)
+	// CommitTime returns when the transaction at a database's local
+	// position was committed by its writer (ferry.Store.CommitTime).
+	CommitTime func(name string) (time.Time, bool)
 	// SetAside lists the directories holding copies of a database that
 	// diverged from the bucket and were set aside (ferry.Store.SetAside).
 	SetAside func(name string) ([]string, error)
@@ -58,8 +66,15 @@ type dbStatus struct {
 	Bucket  *ferry.Pos `json:"bucket,omitempty"`
 	// Lag is how many transactions the bucket trails the local copy by;
 	// negative when the local copy trails the bucket.
-	Lag   *int64 `json:"lag,omitempty"`
-	Error string `json:"error,omitempty"`
+	Lag *int64 `json:"lag,omitempty"`
+	// LagTXIDs is how many transactions this node's copy trails the
+	// holder's newest by, and LagSeconds by how much time: the holder's
+	// commit time of its newest transaction minus that of the newest one
+	// this node has. Both are 0 on the holder and on a node that has
+	// everything; either is absent when unknown (see computeLag).
+	LagTXIDs   *int64   `json:"lagTxids,omitempty"`
+	LagSeconds *float64 `json:"lagSeconds,omitempty"`
+	Error      string   `json:"error,omitempty"`
 	// SetAside is the newest directory holding a copy of the database
 	// whose history diverged from the bucket's and was set aside, and
 	// SetAsideCount how many such copies there are.
@@ -212,6 +227,9 @@ func buildStatus(ctx context.Context, src statusSources) (statusReport, error) {
 				d.Lag = &lag
 			}
 		}
+		if d.Error == "" {
+			d.LagTXIDs, d.LagSeconds = computeLag(src, name, d.Holder != "" && d.Holder == st.Node, d.Local)
+		}
 		if src.SetAside != nil {
 			if dirs, err := src.SetAside(name); err == nil && len(dirs) > 0 {
 				d.SetAside, d.SetAsideCount = dirs[len(dirs)-1], len(dirs)
@@ -221,6 +239,44 @@ func buildStatus(ctx context.Context, src statusSources) (statusReport, error) {
 	}
 	sort.Slice(rep.Databases, func(i, j int) bool { return rep.Databases[i].Name < rep.Databases[j].Name })
 	return rep, nil
+}
+
+// computeLag returns how far this node's copy of database name, at local
+// (nil: none), trails the holder's newest transaction, in transactions
+// and in seconds of the holder's commit times. The holder itself lags by
+// nothing. Seconds are unknown when the holder's commit time is, or when
+// this node has transactions to catch up on but no commit time of its own
+// (an empty copy); they are never negative, since clocks differ a little
+// between nodes and a restored copy records its restore time.
+func computeLag(src statusSources, name string, holder bool, local *ferry.Pos) (*int64, *float64) {
+	zeroTX, zeroSec := int64(0), 0.0
+	if holder {
+		return &zeroTX, &zeroSec
+	}
+	if src.HolderHead == nil {
+		return nil, nil
+	}
+	head, commit, ok := src.HolderHead(name)
+	if !ok {
+		return nil, nil
+	}
+	var have ferry.Pos
+	if local != nil {
+		have = *local
+	}
+	if head.TXID <= have.TXID {
+		return &zeroTX, &zeroSec
+	}
+	behind := int64(head.TXID - have.TXID)
+	if commit.IsZero() || src.CommitTime == nil {
+		return &behind, nil
+	}
+	mine, ok := src.CommitTime(name)
+	if !ok {
+		return &behind, nil
+	}
+	sec := max(commit.Sub(mine).Seconds(), 0)
+	return &behind, &sec
 }
 
 // serveStatus serves h on the configured status address until ctx ends or

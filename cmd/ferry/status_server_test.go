@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,11 +17,26 @@ import (
 	"github.com/ferrydb/ferry/lease"
 )
 
+// statusTestSecretEnv holds the cluster secret of startStatusNode's node.
+const statusTestSecretEnv = "FERRY_TEST_STATUS_SECRET"
+
 // startStatusNode runs a single-node Raft lease manager and its status
 // endpoint on a Unix socket, with two databases whose positions are given.
-func startStatusNode(t *testing.T) (lease.Manager, string) {
+// The endpoint requires cluster credentials; it returns the endpoint's
+// address and a config file with the cluster section for clients.
+func startStatusNode(t *testing.T) (lease.Manager, string, string) {
 	t.Helper()
 	dir := t.TempDir()
+	t.Setenv(statusTestSecretEnv, "status-test-secret-0123")
+	cluster := ClusterConfig{ID: "status-test", SecretEnv: statusTestSecretEnv}
+	auth, err := cluster.requireAuth("test", os.LookupEnv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientConfig := filepath.Join(dir, "ferry.yml")
+	if err := os.WriteFile(clientConfig, []byte("cluster:\n  id: status-test\n  secret-env: "+statusTestSecretEnv+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cfg := LeaseConfig{
 		Type: "raft", Node: "solo", Region: "ams", TTL: 2 * time.Second,
 		Status: StatusConfig{Listen: "unix:status.sock"},
@@ -29,7 +45,7 @@ func startStatusNode(t *testing.T) (lease.Manager, string) {
 	}
 	// Bind to a free port: the advertise address must be a real one.
 	cfg.Raft.Bind = freeLoopbackAddr(t)
-	m, err := cfg.open(context.Background(), dir, nil, leaseHooks{})
+	m, err := cfg.open(context.Background(), dir, nil, leaseHooks{Auth: auth})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +72,7 @@ func startStatusNode(t *testing.T) (lease.Manager, string) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	stop, err := serveStatus(ctx, cfg, dir, newStatusHandler(src), nil)
+	stop, err := serveStatus(ctx, cfg, dir, auth.Handler(newStatusHandler(src)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +82,7 @@ func startStatusNode(t *testing.T) (lease.Manager, string) {
 	if _, err := m.CheckWrite(wctx, "a.db"); err != nil {
 		t.Fatal(err)
 	}
-	return m, "unix:" + filepath.Join(dir, "status.sock")
+	return m, "unix:" + filepath.Join(dir, "status.sock"), clientConfig
 }
 
 func freeLoopbackAddr(t *testing.T) string {
@@ -78,9 +94,9 @@ func freeLoopbackAddr(t *testing.T) string {
 }
 
 func TestStatusCommand(t *testing.T) {
-	_, addr := startStatusNode(t)
+	_, addr, conf := startStatusNode(t)
 	var out, errOut bytes.Buffer
-	if err := run(context.Background(), []string{"status", "-addr", addr}, &out, &errOut); err != nil {
+	if err := run(context.Background(), []string{"status", "-addr", addr, "-config", conf}, &out, &errOut); err != nil {
 		t.Fatalf("status: %v (%s)", err, errOut.String())
 	}
 	table := out.String()
@@ -99,7 +115,7 @@ func TestStatusCommand(t *testing.T) {
 	}
 
 	out.Reset()
-	if err := run(context.Background(), []string{"status", "-addr", addr, "-json"}, &out, &errOut); err != nil {
+	if err := run(context.Background(), []string{"status", "-addr", addr, "-config", conf, "-json"}, &out, &errOut); err != nil {
 		t.Fatal(err)
 	}
 	var rep statusReport
@@ -120,26 +136,26 @@ func TestStatusCommand(t *testing.T) {
 }
 
 func TestHandoffCommandErrors(t *testing.T) {
-	_, addr := startStatusNode(t)
+	_, addr, conf := startStatusNode(t)
 	ctx := context.Background()
 	var out, errOut bytes.Buffer
-	err := run(ctx, []string{"handoff", "-addr", addr, "a.db", "ghost"}, &out, &errOut)
+	err := run(ctx, []string{"handoff", "-addr", addr, "-config", conf, "a.db", "ghost"}, &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), `node "ghost" is not a cluster member`) {
 		t.Fatalf("handoff to unknown node: %v", err)
 	}
-	err = run(ctx, []string{"handoff", "-addr", addr, "nobody-holds.db", "solo"}, &out, &errOut)
+	err = run(ctx, []string{"handoff", "-addr", addr, "-config", conf, "nobody-holds.db", "solo"}, &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "nobody holds it") {
 		t.Fatalf("handoff of unheld db: %v", err)
 	}
-	if err := run(ctx, []string{"handoff", "-addr", addr, "../x", "solo"}, &out, &errOut); !errors.Is(err, ferry.ErrInvalidName) {
+	if err := run(ctx, []string{"handoff", "-addr", addr, "-config", conf, "../x", "solo"}, &out, &errOut); !errors.Is(err, ferry.ErrInvalidName) {
 		t.Fatalf("handoff of bad name: %v", err)
 	}
-	if err := run(ctx, []string{"handoff", "-addr", addr, "a.db"}, &out, &errOut); err == nil {
+	if err := run(ctx, []string{"handoff", "-addr", addr, "-config", conf, "a.db"}, &out, &errOut); err == nil {
 		t.Fatal("handoff with one argument accepted")
 	}
 	// Handing a lease to its holder is a no-op that succeeds.
 	out.Reset()
-	if err := run(ctx, []string{"handoff", "-addr", addr, "a.db", "solo"}, &out, &errOut); err != nil {
+	if err := run(ctx, []string{"handoff", "-addr", addr, "-config", conf, "a.db", "solo"}, &out, &errOut); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "handed a.db off to solo") {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"os"
 	"time"
 
 	"github.com/ferrydb/ferry"
@@ -33,7 +35,26 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 	opts.Guard, opts.Node, opts.Logger = guard, node, logger.With("component", "replicate")
 	rep := replicate.New(backend, ferry.Layout{Dir: dataDir}, opts)
 
+	// Raft listens for peers, so it must not start open to anyone who
+	// can reach its port; other lease types use cluster auth only when
+	// it is configured (the status endpoint).
+	authLog := logger.With("component", "cluster-auth")
+	auth, err := cfg.Cluster.auth(os.LookupEnv, authLog)
+	if err == nil && cfg.Lease.Type == "raft" {
+		auth, err = cfg.Cluster.requireAuth("lease type raft", os.LookupEnv, authLog)
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	if auth != nil {
+		if err := claimBucket(ctx, rep, auth.ClusterID(), logger); err != nil {
+			return nil, err
+		}
+	}
+
 	mgr, err := cfg.Lease.open(ctx, dataDir, logger, leaseHooks{
+		Auth: auth,
 		// A new writer first catches up to the bucket, so a node waking
 		// from a long stop never throws newer history away.
 		CatchUp: rep.CatchUpFunc(store),
@@ -64,14 +85,24 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 	if err := rep.Start(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("start replicator: %w", err), mgr.Close())
 	}
-	stopStatus, err := serveStatus(ctx, cfg.Lease, dataDir, newStatusHandler(statusSources{
+	var status http.Handler = newStatusHandler(statusSources{
 		Lease:     mgr,
 		Databases: store.DBs,
 		LocalPos:  store.LocalPos,
 		BucketPos: rep.BucketPos,
-		SetAside:  store.SetAside,
-		Faults:    store.Faults,
-	}), logger)
+		// The bucket's head is, for now, what this node knows of the
+		// holder's newest commit.
+		HolderHead: rep.BucketHead,
+		CommitTime: store.CommitTime,
+		SetAside:   store.SetAside,
+		Faults:     store.Faults,
+	})
+	if auth != nil {
+		// The endpoint can move leases: with cluster auth it answers
+		// only requests that carry the cluster's credentials.
+		status = auth.Handler(status)
+	}
+	stopStatus, err := serveStatus(ctx, cfg.Lease, dataDir, status, logger)
 	if err != nil {
 		return nil, errors.Join(err, rep.Close(ctx), mgr.Close())
 	}
@@ -142,4 +173,24 @@ func (g *uploadGuard) CheckWrite(ctx context.Context, name string) (uint64, erro
 func (g *uploadGuard) holds(name string) bool {
 	holder, _, ok := g.mgr.Holder(name)
 	return ok && holder == g.node
+}
+
+// claimTimeout bounds the check of the bucket's cluster marker at start.
+const claimTimeout = 10 * time.Second
+
+// claimBucket records cluster id in the bucket, or fails when the bucket
+// records another: two clusters must never write one bucket prefix. A
+// bucket that cannot be reached does not stop the start, as it does not
+// for uploads, which retry; the marker is then checked at the next start.
+func claimBucket(ctx context.Context, rep *replicate.Replicator, id string, logger *slog.Logger) error {
+	cctx, cancel := context.WithTimeout(ctx, claimTimeout)
+	defer cancel()
+	err := rep.ClaimCluster(cctx, id)
+	switch {
+	case errors.Is(err, replicate.ErrOtherCluster):
+		return err
+	case err != nil:
+		logger.Warn("could not check which cluster the bucket belongs to", "cluster", id, "err", err)
+	}
+	return nil
 }

@@ -23,6 +23,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/ferrydb/ferry"
+	"github.com/ferrydb/ferry/internal/peerauth"
 	"github.com/ferrydb/ferry/lease"
 )
 
@@ -72,6 +73,10 @@ type Config struct {
 	HeartbeatTimeout time.Duration
 	ElectionTimeout  time.Duration
 	Logger           *slog.Logger
+	// Auth, if set, is required of every connection to the Raft port,
+	// Raft's own and lease requests alike, and sent on every connection
+	// this node opens. Nil accepts any peer: only for tests.
+	Auth *peerauth.Auth
 }
 
 func (c *Config) setDefaults() {
@@ -156,7 +161,7 @@ func Open(ctx context.Context, cfg Config) (*Manager, error) {
 		ln.Close()
 		return nil, fmt.Errorf("raft lease: advertise address %q must be a reachable IP and port (set lease.raft.advertise)", m.addr)
 	}
-	m.mux = newMux(ln, adv, sourceAddr(ln.Addr()), m.serveRPC)
+	m.mux = newMux(ln, adv, sourceAddr(ln.Addr()), cfg.Auth, m.serveRPC, m.refuseRPC)
 
 	if err := m.startRaft(); err != nil {
 		m.mux.close()

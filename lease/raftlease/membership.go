@@ -59,7 +59,11 @@ func (m *Manager) joinLoop() {
 			joined = true
 			continue
 		}
-		if attempt%20 == 19 {
+		switch {
+		case errors.Is(err, ErrUnauthorized) && attempt%20 == 0:
+			// Retrying cannot help until the operator fixes the config.
+			m.log.Error("lease cluster refused this node: check cluster.id and the cluster secret", "err", err)
+		case attempt%20 == 19:
 			m.log.Warn("still joining lease cluster", "err", err)
 		}
 	}
@@ -89,7 +93,10 @@ func (m *Manager) tryJoin(ctx context.Context, req joinReq) error {
 	}
 	// Bootstrap only from a complete peer list: a failed DNS lookup must
 	// not make a node believe it is alone and start a second cluster.
-	if complete && m.lowest(peers) && m.raft.LastIndex() == 0 {
+	// Nor may a node that peers refused (another cluster's, or one with a
+	// wrong secret): they are up, just not its cluster.
+	refused := errors.Is(errors.Join(errs...), ErrUnauthorized)
+	if complete && !refused && m.lowest(peers) && m.raft.LastIndex() == 0 {
 		m.log.Info("no leader among peers; bootstrapping lease cluster", "node", m.cfg.Node, "addr", m.addr)
 		f := m.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
 			ID: raft.ServerID(m.cfg.Node), Address: raft.ServerAddress(m.addr), Suffrage: raft.Voter,

@@ -1,6 +1,7 @@
 package raftlease
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -8,11 +9,15 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/ferrydb/ferry/internal/peerauth"
 )
 
 // Every connection to the Raft port starts with one byte naming its
 // protocol, so Raft traffic and lease requests share one port (and one
 // firewall rule). Anything else is closed without being read further.
+// With cluster auth, the byte is followed by the cluster's hello frame
+// (peerauth), which is checked before the connection is served.
 const (
 	protoRaft byte = 'R'
 	protoRPC  byte = 'L'
@@ -32,6 +37,10 @@ type mux struct {
 	advertise net.Addr
 	source    *net.TCPAddr // local address outbound connections use
 	serveRPC  func(net.Conn)
+	// auth, if set, is required of every connection; refuseRPC answers a
+	// lease request whose hello was refused, so the caller learns why.
+	auth      *peerauth.Auth
+	refuseRPC func(net.Conn, error)
 
 	raftCh chan net.Conn
 	rpcSem chan struct{}
@@ -40,9 +49,9 @@ type mux struct {
 	wg     sync.WaitGroup
 }
 
-func newMux(ln net.Listener, advertise net.Addr, source *net.TCPAddr, serveRPC func(net.Conn)) *mux {
+func newMux(ln net.Listener, advertise net.Addr, source *net.TCPAddr, auth *peerauth.Auth, serveRPC func(net.Conn), refuseRPC func(net.Conn, error)) *mux {
 	m := &mux{
-		ln: ln, advertise: advertise, source: source, serveRPC: serveRPC,
+		ln: ln, advertise: advertise, source: source, serveRPC: serveRPC, auth: auth, refuseRPC: refuseRPC,
 		raftCh: make(chan net.Conn),
 		rpcSem: make(chan struct{}, maxRPCConns),
 		closed: make(chan struct{}),
@@ -79,6 +88,20 @@ func (m *mux) route(c net.Conn) {
 		c.Close()
 		return
 	}
+	if m.auth != nil && (b[0] == protoRaft || b[0] == protoRPC) {
+		via := "raft port (raft)"
+		if b[0] == protoRPC {
+			via = "raft port (lease request)"
+		}
+		if err := m.auth.ReadHello(c, via, c.RemoteAddr().String()); err != nil {
+			if b[0] == protoRPC && m.refuseRPC != nil {
+				_ = c.SetWriteDeadline(time.Now().Add(routeTimeout))
+				m.refuseRPC(c, err)
+			}
+			c.Close()
+			return
+		}
+	}
 	_ = c.SetReadDeadline(time.Time{})
 	switch b[0] {
 	case protoRaft:
@@ -101,7 +124,8 @@ func (m *mux) route(c net.Conn) {
 	}
 }
 
-// dial connects to a peer's Raft port and names the protocol.
+// dial connects to a peer's Raft port, names the protocol and, with
+// cluster auth, sends the cluster's hello.
 func (m *mux) dial(addr string, proto byte, timeout time.Duration) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout}
 	if m.source != nil {
@@ -112,9 +136,15 @@ func (m *mux) dial(addr string, proto byte, timeout time.Duration) (net.Conn, er
 		return nil, err
 	}
 	_ = c.SetWriteDeadline(time.Now().Add(timeout))
-	if _, err := c.Write([]byte{proto}); err != nil {
+	// One write for both, so the peer sees them in one segment.
+	var open bytes.Buffer
+	open.WriteByte(proto)
+	if m.auth != nil {
+		_ = m.auth.WriteHello(&open)
+	}
+	if _, err := c.Write(open.Bytes()); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("write protocol byte to %s: %w", addr, err)
+		return nil, fmt.Errorf("open connection to %s: %w", addr, err)
 	}
 	_ = c.SetWriteDeadline(time.Time{})
 	return c, nil

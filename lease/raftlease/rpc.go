@@ -68,7 +68,11 @@ var errorCodes = map[string]error{
 	"not-held":      lease.ErrNotHeld,
 	"unknown-node":  lease.ErrUnknownNode,
 	"no-leader":     errNoLeader,
+	"unauthorized":  ErrUnauthorized,
 }
+
+// ErrUnauthorized means a peer refused this node's cluster ID or secret.
+var ErrUnauthorized = errors.New("refused by peer: cluster ID or secret does not match")
 
 // errNoLeader means the cluster has no leader right now; callers retry.
 var errNoLeader = errors.New("no raft leader")
@@ -128,6 +132,22 @@ func (m *Manager) exchange(ctx context.Context, addr string, req rpcRequest) (rp
 		return rpcResponse{}, fmt.Errorf("read %s response from %s: %w", req.Op, addr, err)
 	}
 	return resp, decodeError(resp)
+}
+
+// refuseRPC answers a lease request whose connection failed cluster auth,
+// without reading the request.
+func (m *Manager) refuseRPC(c net.Conn, err error) {
+	resp := rpcResponse{Code: "unauthorized", Error: fmt.Sprintf("%s refused this node: %v", m.addr, err)}
+	if json.NewEncoder(c).Encode(resp) != nil {
+		return
+	}
+	// Closing with the request unread would reset the connection, and the
+	// caller could lose the answer; read what it sent until it hangs up.
+	if tc, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = tc.CloseWrite()
+	}
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, maxRPCSize))
 }
 
 // serveRPC answers one request on c.
