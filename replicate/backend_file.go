@@ -14,10 +14,23 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // tmpPrefix marks files a FileBackend is still writing; List skips them.
 const tmpPrefix = ".tmp-"
+
+// abandonedAfter is how old a temporary file must be before List removes
+// it: its writer was killed mid-write. Any write in progress, from any
+// process sharing the directory, is far younger.
+const abandonedAfter = time.Hour
+
+// removeAbandoned removes the temporary file at p if it is abandoned.
+func removeAbandoned(p string, d fs.DirEntry) {
+	if fi, err := d.Info(); err == nil && time.Since(fi.ModTime()) > abandonedAfter {
+		_ = os.Remove(p)
+	}
+}
 
 // lockName is the file a FileBackend locks around conditional writes, so
 // that two processes sharing a directory cannot both win a race.
@@ -196,7 +209,11 @@ func (b *FileBackend) List(ctx context.Context, prefix string) ([]ObjectInfo, er
 			}
 			return err
 		}
-		if d.IsDir() || strings.HasPrefix(d.Name(), tmpPrefix) || d.Name() == lockName {
+		if strings.HasPrefix(d.Name(), tmpPrefix) && !d.IsDir() {
+			removeAbandoned(p, d)
+			return nil
+		}
+		if d.IsDir() || d.Name() == lockName {
 			return nil
 		}
 		rel, err := filepath.Rel(b.root, p)

@@ -2,11 +2,13 @@ package replicate
 
 import (
 	"bytes"
+	"context"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferrydb/ferry"
 )
@@ -147,5 +149,48 @@ func TestFileBackendMigratesOldLayout(t *testing.T) {
 	}
 	if dbs, err := r2.bucket.Databases(ctx); err != nil || len(dbs) != 1 || dbs[0] != d.name {
 		t.Fatalf("databases %v %v", dbs, err)
+	}
+}
+
+// TestFileBackendRemovesAbandonedTempFiles: a writer killed mid-upload
+// leaves its temporary file behind; listing removes it once it is
+// clearly abandoned, and never one that may still be written.
+func TestFileBackendRemovesAbandonedTempFiles(t *testing.T) {
+	root := t.TempDir()
+	b, err := NewFileBackend(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := b.Put(ctx, "a.db/0000000000000001-0000000000000001.ltx", strings.NewReader("x"), 1, PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	objs, err := b.List(ctx, "a.db/")
+	if err != nil || len(objs) != 1 {
+		t.Fatalf("list: %v %v", objs, err)
+	}
+	file, err := b.path(objs[0].Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(file)
+	old, fresh := filepath.Join(dir, tmpPrefix+"old"), filepath.Join(dir, tmpPrefix+"fresh")
+	for _, p := range []string{old, fresh} {
+		if err := os.WriteFile(p, []byte("partial"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	long := time.Now().Add(-2 * abandonedAfter)
+	if err := os.Chtimes(old, long, long); err != nil {
+		t.Fatal(err)
+	}
+	if objs, err := b.List(ctx, "a.db/"); err != nil || len(objs) != 1 {
+		t.Fatalf("list with temporary files: %v %v", objs, err)
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Fatalf("abandoned temporary file still there: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Fatalf("recent temporary file removed: %v", err)
 	}
 }
