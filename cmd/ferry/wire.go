@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/ferrydb/ferry"
@@ -73,7 +74,13 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 		return nil, errors.Join(err, rep.Close(ctx), mgr.Close())
 	}
 
-	stopProxy, err := cfg.Proxy.serve(ctx, node, mgr, store, logger)
+	stopProxy, err := cfg.Proxy.serve(ctx, proxyDeps{
+		node: node, leases: mgr, positions: store, logger: logger,
+		// Every request one node's proxy forwards to another's goes
+		// through this transport: the one place to authenticate nodes to
+		// each other.
+		peerTransport: http.DefaultTransport,
+	})
 	if err != nil {
 		return nil, errors.Join(err, stopStatus(), rep.Close(ctx), mgr.Close())
 	}
