@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"errors"
 	"net/http"
-	"strings"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
