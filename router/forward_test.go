@@ -51,18 +51,25 @@ func TestLargeBodyIsForwardedNotReplayed(t *testing.T) {
 	big := strings.Repeat("x", DefaultMaxReplayBody+1)
 	r := httptest.NewRequest(http.MethodPost, "/items", strings.NewReader(big))
 	r.Header.Set("X-Ferry-DB", "t1.db")
+	viaFly(r)
 	w := httptest.NewRecorder()
 	p.b.router.ServeHTTP(w, r)
 	if w.Header().Get("fly-replay") != "" || p.a.hits.Load() != 1 {
 		t.Fatalf("a body over 1 MB: replay %q, holder hits %d", w.Header().Get("fly-replay"), p.a.hits.Load())
 	}
-	// One already replayed by Fly is not replayed again.
-	r = request(http.MethodPost, "t1.db")
+	// One already replayed by Fly is not replayed again, and one that did
+	// not come through Fly's proxy cannot be.
+	r = viaFly(request(http.MethodPost, "t1.db"))
 	r.Header.Set(FlyReplaySrcHeader, "instance=node-c")
 	w = httptest.NewRecorder()
 	p.b.router.ServeHTTP(w, r)
 	if w.Header().Get("fly-replay") != "" || p.a.hits.Load() != 2 {
 		t.Fatalf("a replayed request: replay %q, holder hits %d", w.Header().Get("fly-replay"), p.a.hits.Load())
+	}
+	w = httptest.NewRecorder()
+	p.b.router.ServeHTTP(w, request(http.MethodPost, "t1.db"))
+	if w.Header().Get("fly-replay") != "" || p.a.hits.Load() != 3 {
+		t.Fatalf("a request not from Fly: replay %q, holder hits %d", w.Header().Get("fly-replay"), p.a.hits.Load())
 	}
 }
 
@@ -125,6 +132,8 @@ func TestBehindReadIsForwardedToHolder(t *testing.T) {
 
 	// With ReadBehindServe, the replica serves it anyway.
 	q := newPair(t, func(c *Config) { c.MaxLag = 20 * time.Millisecond; c.ReadBehind = ReadBehindServe })
+	r = request(http.MethodGet, "t1.db")
+	r.Header.Set(HeaderName, formatWritten(written{{"t1.db", 4}}))
 	q.b.router.ServeHTTP(httptest.NewRecorder(), r)
 	if q.a.hits.Load() != 0 || q.b.hits.Load() != 1 {
 		t.Fatalf("serve: holder hits %d, replica hits %d", q.a.hits.Load(), q.b.hits.Load())

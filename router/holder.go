@@ -72,11 +72,13 @@ func (rt *Router) sendToHolder(w http.ResponseWriter, r *http.Request, name, hol
 	rt.forwarder(peer).ServeHTTP(w, r)
 }
 
-// replayable reports whether Fly's proxy can replay r: its body is known
-// to fit Fly's limit, and Fly has not replayed it already (a second replay
-// could chase a moving lease around).
+// replayable reports whether Fly's proxy can replay r: it came through
+// Fly's proxy (a request over the private network did not, and would hand
+// the fly-replay header to the client), its body is known to fit Fly's
+// limit, and Fly has not replayed it already (a second replay could chase
+// a moving lease around).
 func (rt *Router) replayable(r *http.Request) bool {
-	if r.Header.Get(FlyReplaySrcHeader) != "" {
+	if r.Header.Get(FlyForwardedPortHeader) == "" || r.Header.Get(FlyReplaySrcHeader) != "" {
 		return false
 	}
 	return r.ContentLength >= 0 && r.ContentLength <= rt.cfg.MaxReplayBody
@@ -134,12 +136,18 @@ func (rt *Router) waitHolder(ctx context.Context, name string) (string, bool) {
 // waitCaughtUp waits up to MaxLag until this node has applied TXID want of
 // database name, and reports whether it has.
 func (rt *Router) waitCaughtUp(ctx context.Context, name string, want ltx.TXID) bool {
+	pos, err := rt.cfg.Positions.LocalPos(name)
+	if err == nil && pos.TXID >= want {
+		return true
+	}
+	if err != nil || pos.IsZero() {
+		// The database is not on this node: nothing here will catch up
+		// until the app opens it, so waiting would only add MaxLag.
+		return false
+	}
 	caught := func() bool {
 		pos, err := rt.cfg.Positions.LocalPos(name)
 		return err == nil && pos.TXID >= want
-	}
-	if caught() {
-		return true
 	}
 	rt.observe(DecisionWaited)
 	ctx, cancel := context.WithTimeout(ctx, rt.cfg.MaxLag)

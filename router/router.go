@@ -33,8 +33,9 @@ type Mode string
 
 const (
 	// ModeReplay answers with `fly-replay: instance=<holder>`, for Fly's
-	// proxy to replay the request there. A request Fly cannot replay (a
-	// body over MaxReplayBody, or one already replayed) is forwarded.
+	// proxy to replay the request there. A request Fly cannot replay (one
+	// that did not come through Fly's proxy, a body over MaxReplayBody, or
+	// one already replayed) is forwarded.
 	ModeReplay Mode = "replay"
 	// ModeForward forwards the request to the holder's router.
 	ModeForward Mode = "forward"
@@ -71,6 +72,10 @@ const ForwardedHeader = "Ferry-Forwarded-By"
 
 // FlyReplaySrcHeader is set by Fly's proxy on a replayed request.
 const FlyReplaySrcHeader = "Fly-Replay-Src"
+
+// FlyForwardedPortHeader is set by Fly's proxy on every request it
+// delivers; only such a request can be replayed.
+const FlyForwardedPortHeader = "Fly-Forwarded-Port"
 
 // DefaultMaxReplayBody is the largest request body Fly's proxy replays.
 const DefaultMaxReplayBody = 1 << 20

@@ -92,7 +92,7 @@ func request(method, db string) *http.Request {
 func TestWriteOnReplicaIsReplayedOnHolder(t *testing.T) {
 	f := newFixture(t, "node-b", leaseTable{"t1.db": "node-a"}, replayMode)
 	w := httptest.NewRecorder()
-	f.router.ServeHTTP(w, request(http.MethodPost, "t1.db"))
+	f.router.ServeHTTP(w, viaFly(request(http.MethodPost, "t1.db")))
 	if got := w.Header().Get("fly-replay"); got != "instance=node-a" {
 		t.Fatalf("fly-replay = %q, want instance=node-a", got)
 	}
@@ -184,3 +184,9 @@ func TestNewRequiresTarget(t *testing.T) {
 }
 
 func replayMode(c *Config) { c.Mode = ModeReplay }
+
+// viaFly marks r as delivered by Fly's proxy.
+func viaFly(r *http.Request) *http.Request {
+	r.Header.Set(FlyForwardedPortHeader, "443")
+	return r
+}

@@ -27,6 +27,12 @@ func TestProxyConfigValidate(t *testing.T) {
 		{ProxyConfig{Addr: ":0", Target: "x:1"}, "db or db-header"},
 		{ProxyConfig{Addr: ":0", Target: "x:1", DB: "a.db", DBHeader: "X"}, "not both"},
 		{ProxyConfig{Addr: ":0", Target: "x:1", DB: "../a.db"}, "invalid name"},
+		{ProxyConfig{Addr: ":0", Target: "x:1", Routes: []ProxyRoute{{Path: "/c/{tenant}", DB: "{tenant}.db"}}}, ""},
+		{ProxyConfig{Addr: ":0", Target: "x:1", Routes: []ProxyRoute{{Path: "/c/{tenant}", DB: "../{tenant}.db"}}}, "proxy.routes: route 1"},
+		{ProxyConfig{Addr: ":0", Target: "x:1", DB: "a.db", Mode: "teleport"}, "proxy.mode"},
+		{ProxyConfig{Addr: ":0", Target: "x:1", DB: "a.db", ReadBehind: "guess"}, "proxy.read-behind"},
+		{ProxyConfig{Addr: ":0", Target: "x:1", DB: "a.db", Reads: []string{"POST"}}, "METHOD /path"},
+		{ProxyConfig{Addr: ":0", Target: "x:1", DB: "a.db", Peers: map[string]string{"n1": "nohost"}}, "proxy.peers.n1"},
 	} {
 		err := tc.cfg.validate()
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
