@@ -68,6 +68,10 @@ type database struct {
 	// bucket could refill.
 	logChecked bool
 
+	// uploads counts syncs that advanced the bucket's position, and
+	// uploadErrors syncs that failed, for metrics.
+	uploads, uploadErrors atomic.Int64
+
 	statMu       sync.Mutex
 	bucketPos    ferry.Pos
 	backlog      int
@@ -262,13 +266,20 @@ func (r *Replicator) syncDB(ctx context.Context, db *database) error {
 	db.dirty.Store(false)
 	ctx, cancel := context.WithTimeout(ctx, r.opts.UploadTimeout)
 	defer cancel()
+	db.statMu.Lock()
+	before := db.bucketPos
+	db.statMu.Unlock()
 	err := r.upload(ctx, db)
 	if err != nil {
+		db.uploadErrors.Add(1)
 		r.recordError(db, err)
 		return err
 	}
 	db.statMu.Lock()
 	db.lastErr = ""
+	if db.bucketPos != before {
+		db.uploads.Add(1)
+	}
 	db.statMu.Unlock()
 	return nil
 }

@@ -34,6 +34,9 @@ type Config struct {
 	Bucket BucketConfig `yaml:"bucket"`
 	Lease  LeaseConfig  `yaml:"lease"`
 	Proxy  ProxyConfig  `yaml:"proxy"`
+
+	// Metrics is the metrics section: /metrics and /health.
+	Metrics MetricsConfig `yaml:"metrics"`
 }
 
 // FUSEConfig is the config's fuse section.
@@ -181,6 +184,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log.format %q: want text or json", c.Log.Format))
 	}
 	if err := c.Proxy.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Metrics.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/ferrydb/ferry"
@@ -77,6 +78,12 @@ type ProxyConfig struct {
 	// HolderWait bounds how long a write waits for a lease holder before
 	// it is answered 503. Default 5s.
 	HolderWait time.Duration `yaml:"holder-wait"`
+
+	// HealthPath, when set, is a path the proxy answers itself with the
+	// lag-aware health check (as metrics' /health), for load balancers
+	// that check the service's own port, such as Fly's http_service
+	// checks.
+	HealthPath string `yaml:"health-path"`
 }
 
 // ProxyRoute is one entry of proxy.routes.
@@ -145,6 +152,9 @@ func (c ProxyConfig) validate() error {
 	default:
 		return fmt.Errorf("proxy.read-behind: %q is not forward or serve", c.ReadBehind)
 	}
+	if c.HealthPath != "" && !strings.HasPrefix(c.HealthPath, "/") {
+		return fmt.Errorf("proxy.health-path: %q must start with /", c.HealthPath)
+	}
 	for node, addr := range c.Peers {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return fmt.Errorf("proxy.peers.%s: %w", node, err)
@@ -194,7 +204,9 @@ type proxyDeps struct {
 	// peerTransport carries requests forwarded to other nodes' proxies.
 	peerTransport http.RoundTripper
 	observe       func(router.Decision)
-	logger        *slog.Logger
+	// health answers proxy.health-path.
+	health http.Handler
+	logger *slog.Logger
 }
 
 // serve starts the proxy when it is configured; stop shuts it down.
@@ -241,7 +253,19 @@ func (c ProxyConfig) serve(ctx context.Context, deps proxyDeps) (stop func() err
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	srv := &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second}
+	var h http.Handler = rt
+	if c.HealthPath != "" && deps.health != nil {
+		// Not a ServeMux: it would clean and redirect the paths that the
+		// router must see as sent.
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && r.URL.Path == c.HealthPath {
+				deps.health.ServeHTTP(w, r)
+				return
+			}
+			rt.ServeHTTP(w, r)
+		})
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			deps.logger.Error("proxy stopped", "err", err)

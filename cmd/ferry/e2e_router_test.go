@@ -113,6 +113,7 @@ type routerCluster struct {
 	*raftCluster
 	apps    []*counterApp
 	proxies []string // each node's proxy address
+	metrics []string // each node's metrics address
 	fly     *flyproxy.Proxy
 	flyURL  string
 }
@@ -125,6 +126,7 @@ func startRouterCluster(t *testing.T) *routerCluster {
 	for i, ip := range ips {
 		rc.apps = append(rc.apps, startCounterApp(t, fmt.Sprintf("node%d", i+1), ip))
 		rc.proxies = append(rc.proxies, freeAddr(t, ip))
+		rc.metrics = append(rc.metrics, freeAddr(t, ip))
 		raftAddrs = append(raftAddrs, freeAddr(t, ip))
 		peers = append(peers, fmt.Sprintf("    node%d: %q\n", i+1, rc.proxies[i]))
 	}
@@ -143,8 +145,11 @@ func startRouterCluster(t *testing.T) *routerCluster {
   db-header: X-Tenant-DB
   writes: ["GET /ws/"]
   holder-wait: 1s
+  health-path: /health
   peers:
-%s`, rc.proxies[i], rc.apps[i].srv.Listener.Addr().String(), strings.Join(peers, "")),
+%smetrics:
+  addr: %q
+`, rc.proxies[i], rc.apps[i].srv.Listener.Addr().String(), strings.Join(peers, ""), rc.metrics[i]),
 			"  upload-interval: 100ms\n  follow-interval: 100ms\n"
 	})
 	for i, n := range rc.nodes {
@@ -343,6 +348,10 @@ func TestE2ERouter(t *testing.T) {
 				t.Fatalf("via %s: %q", base, got)
 			}
 		}
+	})
+
+	t.Run("metrics and health", func(t *testing.T) {
+		testRouterMetrics(t, rc)
 	})
 
 	t.Run("no holder: 503 with Retry-After", func(t *testing.T) {
