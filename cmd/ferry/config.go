@@ -42,7 +42,7 @@ type Config struct {
 // FUSEConfig is the config's fuse section.
 type FUSEConfig struct {
 	// Dir is the mount point applications open databases under.
-	// Default: /ferry.
+	// Default: /litefs, where LiteFS mounts, so that apps move over unchanged.
 	Dir string `yaml:"dir"`
 
 	// AllowOther lets users other than the one running Ferry use the mount
@@ -104,7 +104,7 @@ func (e *ExecConfig) UnmarshalYAML(n *yaml.Node) error {
 
 // Defaults for the config.
 const (
-	DefaultFUSEDir   = "/ferry"
+	DefaultFUSEDir   = "/litefs"
 	DefaultDataDir   = "/var/lib/ferry"
 	DefaultRetention = 10 * time.Minute
 )
