@@ -1,9 +1,6 @@
 package fuse
 
-import (
-	"github.com/hanwen/go-fuse/v2/fs"
-	"github.com/hanwen/go-fuse/v2/fuse"
-)
+import "github.com/hanwen/go-fuse/v2/fuse"
 
 // countingFS counts the kernel's requests by operation before handing
 // them to the node file system. Requests not listed here (xattrs, links,
@@ -116,22 +113,4 @@ func (c countingFS) ReadDir(cancel <-chan struct{}, in *fuse.ReadIn, out *fuse.D
 func (c countingFS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
 	c.count("fallocate")
 	return c.RawFileSystem.Fallocate(cancel, in)
-}
-
-// mountNodes mounts root as fs.Mount does, with requests counted when
-// opts.CountOp is set.
-func mountNodes(opts Options, root fs.InodeEmbedder, mopts *fs.Options) (*fuse.Server, error) {
-	if opts.CountOp == nil {
-		return fs.Mount(opts.Dir, root, mopts)
-	}
-	raw := countingFS{RawFileSystem: fs.NewNodeFS(root, mopts), count: opts.CountOp}
-	server, err := fuse.NewServer(raw, opts.Dir, &mopts.MountOptions)
-	if err != nil {
-		return nil, err
-	}
-	go server.Serve()
-	if err := server.WaitMount(); err != nil {
-		return nil, err
-	}
-	return server, nil
 }
