@@ -36,7 +36,7 @@ fuse:
   dir: $work/mnt
 data:
   dir: $work/data
-exec: "$work/out/counter -listen 127.0.0.1:$app_port -db-dir $work/mnt"
+exec: "exec $work/out/counter -listen 127.0.0.1:$app_port -db-dir $work/mnt"
 bucket:
   upload-interval: 100ms
 proxy:
