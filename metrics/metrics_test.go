@@ -108,3 +108,12 @@ func TestLeaseAcquisitionsCountNewEpochs(t *testing.T) {
 	}
 	t.Fatal("no ferry_lease_acquisitions_total")
 }
+
+func BenchmarkCountFUSEOp(b *testing.B) {
+	m := New(Sources{})
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			m.CountFUSEOp("read")
+		}
+	})
+}
