@@ -38,12 +38,14 @@ func (rt *Router) serveWrite(w http.ResponseWriter, r *http.Request, name string
 
 func (rt *Router) serveRead(w http.ResponseWriter, r *http.Request, name string) {
 	want, ok := requestWritten(r).get(name)
+	holder, _, held := rt.cfg.Leases.Holder(name)
 	// The holder's copy is the newest there is: it never waits.
-	if holder, _, held := rt.cfg.Leases.Holder(name); !ok || held && holder == rt.cfg.NodeID || rt.waitCaughtUp(r.Context(), name, want) {
+	if !ok || held && holder == rt.cfg.NodeID || rt.waitCaughtUp(r.Context(), name, want) {
 		rt.serveLocal(w, r)
 		return
 	}
-	holder, _, held := rt.cfg.Leases.Holder(name)
+	// The lease may have moved while the read waited.
+	holder, _, held = rt.cfg.Leases.Holder(name)
 	if rt.cfg.ReadBehind == ReadBehindServe || !held || holder == rt.cfg.NodeID || r.Header.Get(ForwardedHeader) != "" {
 		rt.cfg.Logger.Debug("read served before catching up", "db", name, "want", want)
 		rt.serveLocal(w, r)
