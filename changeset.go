@@ -226,6 +226,10 @@ func (d *DB) flushLocked() error {
 	if err == nil {
 		err = w.Flush()
 	}
+	var size int64
+	if err == nil {
+		size, err = f.Seek(0, io.SeekCurrent)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -255,6 +259,7 @@ func (d *DB) flushLocked() error {
 	if err := d.writePosFile(pos); err != nil {
 		return d.fail(err)
 	}
+	d.store.commits.add(d.name, uint64(hdr.MaxTXID-hdr.MinTXID+1), uint64(size))
 	d.store.notify(d.name, pos)
 	return nil
 }

@@ -66,6 +66,7 @@ type Store struct {
 	guard       WriteGuard
 	restorer    Restorer
 	listeners   []CommitListener
+	commits     commitCounters
 	capturers   []CaptureListener
 	leaseView   LeaseView
 	invalidator Invalidator

@@ -33,6 +33,10 @@ type Options struct {
 
 	// Logger receives the mount's logs; nil discards them.
 	Logger *slog.Logger
+
+	// CountOp, when set, is called with the name of every kernel request
+	// of the common kinds ("read", "write", "lookup", …), for metrics.
+	CountOp func(op string)
 }
 
 // cacheTimeout is how long the kernel may cache attributes and directory
@@ -138,7 +142,7 @@ func Mount(store *ferry.Store, opts Options) (*FS, error) {
 	if opts.Debug {
 		mopts.Logger = log.New(os.Stderr, "fuse: ", 0)
 	}
-	server, err := fs.Mount(opts.Dir, fsys.root, mopts)
+	server, err := mountNodes(opts, fsys.root, mopts)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", opts.Dir, err)
 	}

@@ -68,6 +68,10 @@ type database struct {
 	// bucket could refill.
 	logChecked bool
 
+	// uploads counts syncs that advanced the bucket's position, and
+	// uploadErrors syncs that failed, for metrics.
+	uploads, uploadErrors atomic.Int64
+
 	statMu    sync.Mutex
 	bucketPos ferry.Pos
 	// stored is the newest position this node knows the bucket holds of
@@ -270,13 +274,20 @@ func (r *Replicator) syncDB(ctx context.Context, db *database) error {
 	db.dirty.Store(false)
 	ctx, cancel := context.WithTimeout(ctx, r.opts.UploadTimeout)
 	defer cancel()
+	db.statMu.Lock()
+	before := db.bucketPos
+	db.statMu.Unlock()
 	err := r.upload(ctx, db)
 	if err != nil {
+		db.uploadErrors.Add(1)
 		r.recordError(db, err)
 		return err
 	}
 	db.statMu.Lock()
 	db.lastErr = ""
+	if db.bucketPos != before {
+		db.uploads.Add(1)
+	}
 	db.statMu.Unlock()
 	return nil
 }

@@ -43,6 +43,10 @@ type DatabaseStats struct {
 	Backlog      int
 	BacklogBytes int64
 	LastError    string
+	// Uploads counts the syncs that advanced the bucket's position, and
+	// UploadErrors the syncs that failed.
+	Uploads      int64
+	UploadErrors int64
 }
 
 // counters are updated by a countingBackend.
@@ -79,6 +83,8 @@ func (r *Replicator) Stats() Stats {
 			Backlog:      db.backlog,
 			BacklogBytes: db.backlogBytes,
 			LastError:    db.lastErr,
+			Uploads:      db.uploads.Load(),
+			UploadErrors: db.uploadErrors.Load(),
 		})
 		db.statMu.Unlock()
 	}

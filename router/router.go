@@ -1,35 +1,84 @@
 // Package router is the HTTP shim that sits in front of an application on
-// every node. Reads are served by the local node. A request that writes a
-// database whose lease another node holds is answered with a `fly-replay`
-// header, so Fly's proxy replays it on the holder. After a write, the
-// response carries the position it produced in a cookie; a later read on a
-// replica waits until the replica has caught up to that position, so a
-// client always reads its own writes.
+// every node. It maps each request to the database it touches (by path,
+// host or header; see Resolver). Reads are served by the local node. A
+// write to a database whose lease another node holds is sent to the
+// holder: with a `fly-replay` header on Fly.io, so Fly's proxy replays it
+// there, or forwarded to the holder's router elsewhere. After a write, the
+// response carries the TXID it produced per database, in a cookie and a
+// header; a later read on a replica waits until the replica has caught up
+// to it, or is sent to the holder, so a client always reads its own
+// writes.
 package router
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ferrydb/ferry"
-	"github.com/ferrydb/ferry/ltx"
 )
-
-// CookieName is the cookie that carries the last position a client wrote,
-// as "<escaped database name>:<txid in hex>".
-const CookieName = "__ferry_txid"
 
 // Positions reports a database's local position.
 type Positions interface {
 	LocalPos(name string) (ferry.Pos, error)
 }
+
+// Mode says how a request reaches the lease holder.
+type Mode string
+
+const (
+	// ModeReplay answers with `fly-replay: instance=<holder>`, for Fly's
+	// proxy to replay the request there. A request Fly cannot replay (one
+	// that did not come through Fly's proxy, a body over MaxReplayBody, or
+	// one already replayed) is forwarded.
+	ModeReplay Mode = "replay"
+	// ModeForward forwards the request to the holder's router.
+	ModeForward Mode = "forward"
+)
+
+// ReadBehind says what a read does when this node has not caught up to
+// the client's own last write within MaxLag.
+type ReadBehind string
+
+const (
+	// ReadBehindForward sends the read to the lease holder (the default).
+	ReadBehindForward ReadBehind = "forward"
+	// ReadBehindServe serves it locally anyway, possibly stale.
+	ReadBehindServe ReadBehind = "serve"
+)
+
+// Decision is what the router did with a request, for metrics.
+type Decision string
+
+// The router's decisions.
+const (
+	DecisionLocal       Decision = "local"       // served by this node's app
+	DecisionReplayed    Decision = "replayed"    // answered with fly-replay
+	DecisionForwarded   Decision = "forwarded"   // proxied to the holder's router
+	DecisionWaited      Decision = "waited"      // waited for a holder or to catch up first
+	DecisionRejected    Decision = "rejected"    // invalid tenant: 400
+	DecisionUnavailable Decision = "unavailable" // no holder within the bound, a loop, or no route to it: 503
+)
+
+// ForwardedHeader marks a request one router forwarded to another. A
+// router that is not the holder does not forward such a request again, so
+// two nodes that disagree about the holder cannot bounce it between them.
+const ForwardedHeader = "Ferry-Forwarded-By"
+
+// FlyReplaySrcHeader is set by Fly's proxy on a replayed request.
+const FlyReplaySrcHeader = "Fly-Replay-Src"
+
+// FlyForwardedPortHeader is set by Fly's proxy on every request it
+// delivers; only such a request can be replayed.
+const FlyForwardedPortHeader = "Fly-Forwarded-Port"
+
+// DefaultMaxReplayBody is the largest request body Fly's proxy replays.
+const DefaultMaxReplayBody = 1 << 20
 
 // Config configures a Router.
 type Config struct {
@@ -40,19 +89,54 @@ type Config struct {
 	// the machine ID, which is also what `fly-replay: instance=` expects.
 	NodeID string
 
-	// Database names the database a request touches; ok is false when the
-	// request touches none, and it is then served locally.
-	Database func(r *http.Request) (name string, ok bool)
+	// Database names the database a request touches; ok is false when it
+	// touches none, and it is then served locally. An error (an invalid
+	// tenant) is answered with 400. Resolver.Resolve is one.
+	Database func(r *http.Request) (name string, ok bool, err error)
+
+	// IsWrite reports whether a request writes. Default: IsWrite.
+	IsWrite func(r *http.Request) bool
 
 	// Leases tells who holds each database's lease.
 	Leases ferry.LeaseView
 
+	// Acquire, when set, takes a database's lease for this node; it is
+	// called for a write to a database nobody holds. Without it such a
+	// write is served locally and the write itself takes the lease.
+	Acquire func(ctx context.Context, name string) error
+
 	// Positions reports local positions, for read-your-writes.
 	Positions Positions
 
+	// Mode says how requests reach the holder. Default ModeForward.
+	Mode Mode
+
+	// Peer returns the base URL of node's router, for forwarding.
+	Peer func(node string) (*url.URL, bool)
+
+	// PeerTransport carries every request this router forwards to another
+	// node's router. Wrap it to authenticate nodes to each other. Default
+	// http.DefaultTransport.
+	PeerTransport http.RoundTripper
+
 	// MaxLag bounds how long a read waits for this node to catch up to the
-	// position in the client's cookie before it is served anyway.
+	// client's own last write. Default 5s.
 	MaxLag time.Duration
+
+	// ReadBehind says what a read still behind after MaxLag does.
+	// Default ReadBehindForward.
+	ReadBehind ReadBehind
+
+	// HolderWait bounds how long a write waits for some node to hold its
+	// database's lease before it is answered 503. Default 5s.
+	HolderWait time.Duration
+
+	// MaxReplayBody is the largest body sent with fly-replay; larger
+	// requests are forwarded. Default DefaultMaxReplayBody.
+	MaxReplayBody int64
+
+	// Observe, when set, is told every decision, for metrics.
+	Observe func(Decision)
 
 	// Logger receives routing decisions at debug level.
 	Logger *slog.Logger
@@ -61,16 +145,39 @@ type Config struct {
 // Router is an http.Handler that routes requests as the package describes.
 type Router struct {
 	cfg   Config
-	proxy *httputil.ReverseProxy
+	local *httputil.ReverseProxy
 }
 
-// New returns a Router that forwards to cfg.Target.
+// New returns a Router that serves local requests from cfg.Target.
 func New(cfg Config) (*Router, error) {
 	if cfg.Target == nil {
-		return nil, fmt.Errorf("router: no target")
+		return nil, errors.New("router: no target")
 	}
 	if cfg.Database == nil || cfg.Leases == nil || cfg.Positions == nil {
-		return nil, fmt.Errorf("router: Database, Leases and Positions are required")
+		return nil, errors.New("router: Database, Leases and Positions are required")
+	}
+	switch cfg.Mode {
+	case "":
+		cfg.Mode = ModeForward
+	case ModeReplay, ModeForward:
+	default:
+		return nil, fmt.Errorf("router: unknown mode %q", cfg.Mode)
+	}
+	switch cfg.ReadBehind {
+	case "":
+		cfg.ReadBehind = ReadBehindForward
+	case ReadBehindForward, ReadBehindServe:
+	default:
+		return nil, fmt.Errorf("router: unknown read-behind policy %q", cfg.ReadBehind)
+	}
+	if cfg.IsWrite == nil {
+		cfg.IsWrite = IsWrite
+	}
+	if cfg.Peer == nil {
+		cfg.Peer = func(string) (*url.URL, bool) { return nil, false }
+	}
+	if cfg.PeerTransport == nil {
+		cfg.PeerTransport = http.DefaultTransport
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -78,12 +185,20 @@ func New(cfg Config) (*Router, error) {
 	if cfg.MaxLag == 0 {
 		cfg.MaxLag = 5 * time.Second
 	}
+	if cfg.HolderWait == 0 {
+		cfg.HolderWait = 5 * time.Second
+	}
+	if cfg.MaxReplayBody == 0 {
+		cfg.MaxReplayBody = DefaultMaxReplayBody
+	}
 	rt := &Router{cfg: cfg}
-	rt.proxy = &httputil.ReverseProxy{
+	rt.local = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(cfg.Target)
+			pr.Out.Host = pr.In.Host // host routes must see the client's host
 			pr.SetXForwarded()
 		},
+		FlushInterval: -1, // stream responses as the app writes them
 	}
 	return rt, nil
 }
@@ -100,134 +215,38 @@ func IsWrite(r *http.Request) bool {
 
 // ServeHTTP implements http.Handler.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	name, ok := rt.cfg.Database(r)
-	if !ok {
-		rt.proxy.ServeHTTP(w, r)
+	name, ok, err := rt.cfg.Database(r)
+	if err != nil {
+		rt.observe(DecisionRejected)
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if IsWrite(r) {
+	if !ok {
+		rt.serveLocal(w, r)
+		return
+	}
+	if rt.cfg.IsWrite(r) {
 		rt.serveWrite(w, r, name)
 		return
 	}
-	rt.waitForCookie(r, name)
-	rt.proxy.ServeHTTP(w, r)
+	rt.serveRead(w, r, name)
 }
 
-func (rt *Router) serveWrite(w http.ResponseWriter, r *http.Request, name string) {
-	// With no holder yet, the write is served here: the first node to write
-	// a database is given its lease.
-	if holder, _, ok := rt.cfg.Leases.Holder(name); ok && holder != rt.cfg.NodeID {
-		rt.cfg.Logger.Debug("replaying write on lease holder", "db", name, "holder", holder)
-		w.Header().Set("fly-replay", "instance="+holder)
-		w.WriteHeader(http.StatusConflict)
-		return
-	}
-	rec := &positionWriter{ResponseWriter: w, rt: rt, name: name}
-	rt.proxy.ServeHTTP(rec, r)
-}
-
-// waitForCookie holds a read until this node has applied the position the
-// client last wrote, or MaxLag passes.
-func (rt *Router) waitForCookie(r *http.Request, name string) {
-	c, err := r.Cookie(CookieName)
-	if err != nil {
-		return
-	}
-	want, ok := parseCookie(c.Value, name)
-	if !ok {
-		return // a malformed or foreign cookie only loses read-your-writes
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), rt.cfg.MaxLag)
-	defer cancel()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if pos, err := rt.cfg.Positions.LocalPos(name); err == nil && pos.TXID >= want {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			rt.cfg.Logger.Debug("read served before catching up", "db", name, "want", want)
-			return
-		case <-tick.C:
-		}
+func (rt *Router) observe(d Decision) {
+	if rt.cfg.Observe != nil {
+		rt.cfg.Observe(d)
 	}
 }
 
-// positionWriter sets the position cookie on a write's response just before
-// the headers go out, when the application's transaction has committed.
-type positionWriter struct {
-	http.ResponseWriter
-	rt          *Router
-	name        string
-	wroteHeader bool
+func (rt *Router) serveLocal(w http.ResponseWriter, r *http.Request) {
+	rt.observe(DecisionLocal)
+	rt.local.ServeHTTP(w, r)
 }
 
-func (pw *positionWriter) WriteHeader(code int) {
-	if !pw.wroteHeader {
-		pw.wroteHeader = true
-		if pos, err := pw.rt.cfg.Positions.LocalPos(pw.name); err == nil && !pos.IsZero() {
-			http.SetCookie(pw.ResponseWriter, &http.Cookie{
-				Name:     CookieName,
-				Value:    formatCookie(pw.name, pos.TXID),
-				Path:     "/",
-				MaxAge:   5,
-				HttpOnly: true,
-			})
-		}
-	}
-	pw.ResponseWriter.WriteHeader(code)
-}
-
-func (pw *positionWriter) Write(b []byte) (int, error) {
-	if !pw.wroteHeader {
-		pw.WriteHeader(http.StatusOK)
-	}
-	return pw.ResponseWriter.Write(b)
-}
-
-// Flush lets streaming responses through.
-func (pw *positionWriter) Flush() {
-	if f, ok := pw.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func formatCookie(name string, txid ltx.TXID) string {
-	return url.QueryEscape(name) + ":" + strconv.FormatUint(uint64(txid), 16)
-}
-
-// parseCookie returns the TXID in a cookie value if it is for database name.
-func parseCookie(v, name string) (ltx.TXID, bool) {
-	esc, hex, ok := strings.Cut(strings.TrimSpace(v), ":")
-	if !ok {
-		return 0, false
-	}
-	if got, err := url.QueryUnescape(esc); err != nil || got != name {
-		return 0, false
-	}
-	txid, err := strconv.ParseUint(hex, 16, 64)
-	if err != nil {
-		return 0, false
-	}
-	return ltx.TXID(txid), true
-}
-
-// StaticDatabase routes every request to one database, like a LiteFS proxy
-// with `proxy.db` set.
-func StaticDatabase(name string) func(*http.Request) (string, bool) {
-	return func(*http.Request) (string, bool) { return name, true }
-}
-
-// HeaderDatabase takes the database name from a request header, for apps
-// that put one tenant per database; requests without the header, or with a
-// name that fails ferry.ValidateName, touch no database.
-func HeaderDatabase(header string) func(*http.Request) (string, bool) {
-	return func(r *http.Request) (string, bool) {
-		name := r.Header.Get(header)
-		if name == "" || ferry.ValidateName(name) != nil {
-			return "", false
-		}
-		return name, true
-	}
+// unavailable answers 503 with Retry-After, so clients and Fly's proxy
+// try again once a lease has settled.
+func (rt *Router) unavailable(w http.ResponseWriter, msg string) {
+	rt.observe(DecisionUnavailable)
+	w.Header().Set("Retry-After", "1")
+	http.Error(w, msg, http.StatusServiceUnavailable)
 }

@@ -48,7 +48,7 @@ type fixture struct {
 	seenTXID atomic.Uint64
 }
 
-func newFixture(t *testing.T, node string, leases leaseTable) *fixture {
+func newFixture(t *testing.T, node string, leases leaseTable, opts ...func(*Config)) *fixture {
 	t.Helper()
 	f := &fixture{pos: &positions{pos: map[string]ferry.Pos{}}}
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -62,14 +62,18 @@ func newFixture(t *testing.T, node string, leases leaseTable) *fixture {
 	}))
 	t.Cleanup(app.Close)
 	target, _ := url.Parse(app.URL)
-	rt, err := New(Config{
+	cfg := Config{
 		Target:    target,
 		NodeID:    node,
-		Database:  HeaderDatabase("X-Ferry-DB"),
+		Database:  (&Resolver{Header: "X-Ferry-DB"}).Resolve,
 		Leases:    leases,
 		Positions: f.pos,
 		MaxLag:    2 * time.Second,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	rt, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,9 +90,9 @@ func request(method, db string) *http.Request {
 }
 
 func TestWriteOnReplicaIsReplayedOnHolder(t *testing.T) {
-	f := newFixture(t, "node-b", leaseTable{"t1.db": "node-a"})
+	f := newFixture(t, "node-b", leaseTable{"t1.db": "node-a"}, replayMode)
 	w := httptest.NewRecorder()
-	f.router.ServeHTTP(w, request(http.MethodPost, "t1.db"))
+	f.router.ServeHTTP(w, viaFly(request(http.MethodPost, "t1.db")))
 	if got := w.Header().Get("fly-replay"); got != "instance=node-a" {
 		t.Fatalf("fly-replay = %q, want instance=node-a", got)
 	}
@@ -119,7 +123,7 @@ func TestWriteOnHolderSetsPositionCookie(t *testing.T) {
 	}
 	// The header went out after the app's commit, so the cookie must name
 	// the position the write produced.
-	if txid, ok := parseCookie(cookies[0].Value, "t1.db"); !ok || txid != 1 {
+	if txid, ok := parseWritten(cookies[0].Value).get("t1.db"); !ok || txid != 1 {
 		t.Fatalf("cookie %q: txid=%d ok=%v, want 1", cookies[0].Value, txid, ok)
 	}
 }
@@ -137,7 +141,7 @@ func TestReadWaitsForWrittenPosition(t *testing.T) {
 	f := newFixture(t, "node-b", leaseTable{"t1.db": "node-a"})
 	f.pos.set("t1.db", 3)
 	r := request(http.MethodGet, "t1.db")
-	r.AddCookie(&http.Cookie{Name: CookieName, Value: formatCookie("t1.db", 5)})
+	r.AddCookie(&http.Cookie{Name: CookieName, Value: formatWritten(written{{"t1.db", 5}})})
 	go func() {
 		time.Sleep(20 * time.Millisecond)
 		f.pos.set("t1.db", 5)
@@ -149,22 +153,27 @@ func TestReadWaitsForWrittenPosition(t *testing.T) {
 }
 
 func TestForeignOrMalformedCookieIsIgnored(t *testing.T) {
-	for _, v := range []string{"garbage", "t2.db:ff", "t1.db:zz", ":", "%zz:1", ""} {
-		if txid, ok := parseCookie(v, "t1.db"); ok {
+	for _, v := range []string{"garbage", "t2.db:ff", "t1.db:zz", ":", "%zz:1", "", "!!", "t1.db"} {
+		if txid, ok := parseWritten(v).get("t1.db"); ok {
 			t.Fatalf("cookie %q parsed as TXID %d for t1.db", v, txid)
 		}
 	}
-	if txid, ok := parseCookie(formatCookie("a b/c;d.db", 0x1f), "a b/c;d.db"); !ok || txid != 0x1f {
+	w := written{{"a b/c;d!:.db", 0x1f}, {"x.db", 2}}
+	got := parseWritten(formatWritten(w))
+	if txid, ok := got.get("a b/c;d!:.db"); !ok || txid != 0x1f {
+		t.Fatalf("round trip: txid=%x ok=%v", txid, ok)
+	}
+	if txid, ok := got.get("x.db"); !ok || txid != 2 {
 		t.Fatalf("round trip: txid=%x ok=%v", txid, ok)
 	}
 }
 
-func TestInvalidDatabaseHeaderTouchesNoDatabase(t *testing.T) {
+func TestInvalidDatabaseHeaderIsRefused(t *testing.T) {
 	f := newFixture(t, "node-b", leaseTable{"../t1.db": "node-a"})
 	w := httptest.NewRecorder()
 	f.router.ServeHTTP(w, request(http.MethodPost, "../t1.db"))
-	if w.Header().Get("fly-replay") != "" {
-		t.Fatal("a name with .. was routed as a database")
+	if w.Code != http.StatusBadRequest || f.hits.Load() != 0 {
+		t.Fatalf("a name with .. got %d and reached the app %d times", w.Code, f.hits.Load())
 	}
 }
 
@@ -172,4 +181,12 @@ func TestNewRequiresTarget(t *testing.T) {
 	if _, err := New(Config{}); err == nil {
 		t.Fatal("New without a target succeeded")
 	}
+}
+
+func replayMode(c *Config) { c.Mode = ModeReplay }
+
+// viaFly marks r as delivered by Fly's proxy.
+func viaFly(r *http.Request) *http.Request {
+	r.Header.Set(FlyForwardedPortHeader, "443")
+	return r
 }

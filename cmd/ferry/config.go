@@ -38,12 +38,15 @@ type Config struct {
 	Bucket BucketConfig `yaml:"bucket"`
 	Lease  LeaseConfig  `yaml:"lease"`
 	Proxy  ProxyConfig  `yaml:"proxy"`
+
+	// Metrics is the metrics section: /metrics and /health.
+	Metrics MetricsConfig `yaml:"metrics"`
 }
 
 // FUSEConfig is the config's fuse section.
 type FUSEConfig struct {
 	// Dir is the mount point applications open databases under.
-	// Default: /ferry.
+	// Default: /litefs, where LiteFS mounts, so that apps move over unchanged.
 	Dir string `yaml:"dir"`
 
 	// AllowOther lets users other than the one running Ferry use the mount
@@ -105,7 +108,7 @@ func (e *ExecConfig) UnmarshalYAML(n *yaml.Node) error {
 
 // Defaults for the config.
 const (
-	DefaultFUSEDir   = "/ferry"
+	DefaultFUSEDir   = "/litefs"
 	DefaultDataDir   = "/var/lib/ferry"
 	DefaultRetention = 10 * time.Minute
 )
@@ -188,6 +191,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Proxy.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Metrics.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

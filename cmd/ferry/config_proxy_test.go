@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferrydb/ferry/lease"
 )
 
 func TestProxyConfigValidate(t *testing.T) {
@@ -27,6 +29,12 @@ func TestProxyConfigValidate(t *testing.T) {
 		{ProxyConfig{Addr: ":0", Target: "x:1"}, "db or db-header"},
 		{ProxyConfig{Addr: ":0", Target: "x:1", DB: "a.db", DBHeader: "X"}, "not both"},
 		{ProxyConfig{Addr: ":0", Target: "x:1", DB: "../a.db"}, "invalid name"},
+		{ProxyConfig{Addr: ":0", Target: "x:1", Routes: []ProxyRoute{{Path: "/c/{tenant}", DB: "{tenant}.db"}}}, ""},
+		{ProxyConfig{Addr: ":0", Target: "x:1", Routes: []ProxyRoute{{Path: "/c/{tenant}", DB: "../{tenant}.db"}}}, "proxy.routes: route 1"},
+		{ProxyConfig{Addr: ":0", Target: "x:1", DB: "a.db", Mode: "teleport"}, "proxy.mode"},
+		{ProxyConfig{Addr: ":0", Target: "x:1", DB: "a.db", ReadBehind: "guess"}, "proxy.read-behind"},
+		{ProxyConfig{Addr: ":0", Target: "x:1", DB: "a.db", Reads: []string{"POST"}}, "METHOD /path"},
+		{ProxyConfig{Addr: ":0", Target: "x:1", DB: "a.db", Peers: map[string]string{"n1": "nohost"}}, "proxy.peers.n1"},
 	} {
 		err := tc.cfg.validate()
 		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
@@ -93,5 +101,36 @@ func TestE2EProxyServesThroughMount(t *testing.T) {
 	}
 	if !strings.HasPrefix(cookie, "tenant-7.db:") {
 		t.Fatalf("position cookie = %q", cookie)
+	}
+}
+
+// statusOnly is a lease manager that only reports a status.
+type statusOnly struct {
+	lease.Manager
+	st lease.Status
+}
+
+func (s statusOnly) Status(context.Context) (lease.Status, error) { return s.st, nil }
+
+func TestProxyPeerAddresses(t *testing.T) {
+	mgr := statusOnly{st: lease.Status{Members: []lease.Member{
+		{ID: "n1", Address: "10.0.0.1:20202"},
+		{ID: "n2", Address: "[fdaa::2]:20202"},
+	}}}
+	c := ProxyConfig{Addr: ":8080", Peers: map[string]string{"n1": "proxy-1:9000"}}
+	t.Setenv("FLY_APP_NAME", "")
+	peer := c.peerFunc(mgr)
+	for node, want := range map[string]string{"n1": "http://proxy-1:9000", "n2": "http://[fdaa::2]:8080", "n3": ""} {
+		got := ""
+		if u, ok := peer(node); ok {
+			got = u.String()
+		}
+		if got != want {
+			t.Errorf("%s: %q, want %q", node, got, want)
+		}
+	}
+	t.Setenv("FLY_APP_NAME", "myapp")
+	if u, ok := peer("n2"); !ok || u.String() != "http://n2.vm.myapp.internal:8080" {
+		t.Errorf("on Fly: %v %v", u, ok)
 	}
 }

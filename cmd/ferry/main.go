@@ -26,6 +26,7 @@ Commands:
 	mount     mount the filesystem and, if configured, run the app (exec)
 	status    show cluster members, leases and replica positions
 	restore   rebuild a database from the bucket
+	import    take a SQLite file in as a database's next change set
 	handoff   move a database's write lease to another node
 	verify    recompute a database's checksum from scratch and compare
 	bench     measure write and read throughput through the mount
@@ -60,6 +61,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runMount(ctx, rest, stdout, stderr)
 	case "status":
 		return runStatus(ctx, rest, stdout, stderr)
+	case "import":
+		return runImport(ctx, rest, stdout, stderr)
 	case "restore":
 		return runRestore(ctx, rest, stdout, stderr)
 	case "handoff":

@@ -68,7 +68,7 @@ func mount(ctx context.Context, cfg *Config, logger *slog.Logger) (code int, err
 		// so the local log keeps what the bucket does not hold yet.
 		KeepUntilUploaded: true,
 	})
-	stopServices, err := startServices(ctx, cfg, store, logger)
+	stopServices, m, err := startServices(ctx, cfg, store, logger)
 	if err != nil {
 		return 0, fmt.Errorf("start services: %w", err)
 	}
@@ -92,6 +92,7 @@ func mount(ctx context.Context, cfg *Config, logger *slog.Logger) (code int, err
 		AllowOther: cfg.FUSE.AllowOther,
 		Debug:      cfg.FUSE.Debug,
 		Logger:     logger,
+		CountOp:    m.CountFUSEOp,
 	})
 	if err != nil {
 		return 0, err

@@ -24,7 +24,8 @@ func TestReadConfigDefaultsAndExpansion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.FUSE.Dir != DefaultFUSEDir || !cfg.FUSE.AllowOther {
+	// LiteFS users expect their databases under /litefs.
+	if cfg.FUSE.Dir != "/litefs" || !cfg.FUSE.AllowOther {
 		t.Errorf("fuse = %+v", cfg.FUSE)
 	}
 	if cfg.Data.Dir != "/srv/data/x" || cfg.Data.Retention != time.Hour {

@@ -10,25 +10,28 @@ import (
 	"time"
 
 	"github.com/ferrydb/ferry"
+	"github.com/ferrydb/ferry/internal/peerauth"
 	"github.com/ferrydb/ferry/lease"
+	"github.com/ferrydb/ferry/metrics"
 	"github.com/ferrydb/ferry/replicate"
+	"github.com/ferrydb/ferry/router"
 )
 
 // startServices connects the store to the replicator, the lease manager
 // and the peers configured in cfg: it sets the store's write guard,
 // restorer, commit listeners and lease view. It is called after the store
 // is created and before it is opened. The returned stop function shuts the
-// services down.
-func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger *slog.Logger) (stop func(context.Context) error, err error) {
+// services down; the metrics count the mount's requests too.
+func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger *slog.Logger) (stop func(context.Context) error, m *metrics.Metrics, err error) {
 	dataDir := cfg.Data.Dir
 	node, err := cfg.Lease.nodeID()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	backend, err := cfg.Bucket.open(ctx, dataDir)
 	if err != nil {
-		return nil, fmt.Errorf("open bucket: %w", err)
+		return nil, nil, fmt.Errorf("open bucket: %w", err)
 	}
 	guard := &uploadGuard{node: node}
 	opts := cfg.Bucket.replicatorOptions()
@@ -44,12 +47,12 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 		auth, err = cfg.Cluster.requireAuth("lease type raft", os.LookupEnv, authLog)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	if auth != nil {
 		if err := claimBucket(ctx, rep, auth.ClusterID(), logger); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 
@@ -70,20 +73,35 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 		},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open leases: %w", err)
+		return nil, nil, fmt.Errorf("open leases: %w", err)
 	}
 	guard.mgr = mgr
 
+	m = metrics.New(metrics.Sources{
+		Node:      node,
+		Databases: store.DBs,
+		LocalPos:  store.LocalPos,
+		Bucket:    func() metrics.BucketStats { return bucketStats(rep.Stats()) },
+		Commits:   store.CommitStats,
+		Holder:    mgr.Holder,
+	})
+	stopWatch := mgr.Watch(func(ev lease.Event) { m.LeaseChanged(ev.Name, ev.Holder, ev.Epoch) })
+	defer func() {
+		if err != nil {
+			stopWatch()
+		}
+	}()
+
 	store.SetWriteGuard(mgr)
 	store.SetLeaseView(mgr)
-	store.SetRestorer(rep)
+	store.SetRestorer(m.WrapRestorer(rep))
 	if len(cfg.Bucket.Synchronous) > 0 {
 		store.SetDurableWaiter(rep, cfg.Bucket.isSynchronous)
 	}
 	store.AddCommitListener(rep)
 
 	if err := rep.Start(ctx); err != nil {
-		return nil, errors.Join(fmt.Errorf("start replicator: %w", err), mgr.Close())
+		return nil, nil, errors.Join(fmt.Errorf("start replicator: %w", err), mgr.Close())
 	}
 	var status http.Handler = newStatusHandler(statusSources{
 		Lease:     mgr,
@@ -104,12 +122,24 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 	}
 	stopStatus, err := serveStatus(ctx, cfg.Lease, dataDir, status, logger)
 	if err != nil {
-		return nil, errors.Join(err, rep.Close(ctx), mgr.Close())
+		return nil, nil, errors.Join(err, rep.Close(ctx), mgr.Close())
 	}
 
-	stopProxy, err := cfg.Proxy.serve(ctx, node, mgr, store, logger)
+	stopMetrics, err := cfg.Metrics.serve(ctx, m, logger)
 	if err != nil {
-		return nil, errors.Join(err, stopStatus(), rep.Close(ctx), mgr.Close())
+		return nil, nil, errors.Join(err, stopStatus(), rep.Close(ctx), mgr.Close())
+	}
+	stopProxy, err := cfg.Proxy.serve(ctx, proxyDeps{
+		node: node, leases: mgr, positions: store, logger: logger,
+		observe: func(d router.Decision) { m.ObserveDecision(string(d)) },
+		health:  m.HealthHandler(cfg.Metrics.maxLag()),
+		// Every request one node's proxy forwards to another's goes
+		// through this transport: the one place to authenticate nodes to
+		// each other.
+		peerTransport: peerTransport(auth),
+	})
+	if err != nil {
+		return nil, nil, errors.Join(err, stopMetrics(), stopStatus(), rep.Close(ctx), mgr.Close())
 	}
 	stopFollower := startFollower(ctx, cfg.Bucket.followInterval(), rep, store, guard, logger)
 
@@ -117,14 +147,15 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 		// The replicator uploads what is pending while the leases are
 		// still held; once released, those uploads would be fenced off.
 		stopFollower()
-		err := errors.Join(stopProxy(), stopStatus(), rep.Close(ctx))
+		stopWatch()
+		err := errors.Join(stopProxy(), stopMetrics(), stopStatus(), rep.Close(ctx))
 		// A lease that cannot be released (say, the Raft quorum is gone)
 		// simply expires after its TTL; that is no reason to fail the exit.
 		if cerr := mgr.Close(); cerr != nil {
 			logger.Warn("leases not released; they expire after their TTL", "err", cerr)
 		}
 		return err
-	}, nil
+	}, m, nil
 }
 
 // startFollower keeps the databases this node does not write current with
@@ -193,4 +224,26 @@ func claimBucket(ctx context.Context, rep *replicate.Replicator, id string, logg
 		logger.Warn("could not check which cluster the bucket belongs to", "cluster", id, "err", err)
 	}
 	return nil
+}
+
+// bucketStats is the replicator's counters as the metrics take them.
+func bucketStats(st replicate.Stats) metrics.BucketStats {
+	b := metrics.BucketStats{
+		Puts: st.Puts, Gets: st.Gets, Lists: st.Lists, Deletes: st.Deletes,
+		BytesUp: st.BytesUp, BytesDown: st.BytesDown,
+		Databases: make(map[string]metrics.DBStats, len(st.Databases)),
+	}
+	for _, db := range st.Databases {
+		b.Databases[db.Name] = metrics.DBStats{BucketPos: db.BucketPos, Uploads: db.Uploads, UploadErrors: db.UploadErrors}
+	}
+	return b
+}
+
+// peerTransport is the transport of requests one node's proxy forwards to
+// another's: with cluster auth it carries the cluster's credentials.
+func peerTransport(auth *peerauth.Auth) http.RoundTripper {
+	if auth == nil {
+		return http.DefaultTransport
+	}
+	return auth.Transport(http.DefaultTransport)
 }
