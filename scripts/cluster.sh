@@ -52,6 +52,9 @@ go build -o "$work/bin/flyproxy" ./cmd/flyproxy
 ferry="$work/bin/ferry"
 
 echo "== versitygw on $front:$gw_port"
+# Nodes authenticate each other with a shared secret (cluster.secret-env,
+# FERRY_CLUSTER_SECRET by default).
+export FERRY_CLUSTER_SECRET=${FERRY_CLUSTER_SECRET:-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 export AWS_ACCESS_KEY_ID=ferrylocal AWS_SECRET_ACCESS_KEY=ferrylocalsecret AWS_REGION=us-east-1
 mkdir -p "$work/s3/ferry"
 ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID ROOT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY \
@@ -85,6 +88,8 @@ bucket:
   force-path-style: true
   upload-interval: 100ms
   follow-interval: 200ms
+cluster:
+  id: ferry-local
 lease:
   type: raft
   node: node$n
