@@ -139,3 +139,76 @@ func TestBehindReadIsForwardedToHolder(t *testing.T) {
 		t.Fatalf("serve: holder hits %d, replica hits %d", q.a.hits.Load(), q.b.hits.Load())
 	}
 }
+
+// TestForwardedRequestsAreAuthenticated: with credentials configured, a
+// forwarded write carries them in headers of their own; the holder checks
+// them, removes them before the application sees the request, and leaves
+// the client's Authorization header as it was. A request that claims to
+// be forwarded without them gets 401 and never reaches the application.
+func TestForwardedRequestsAreAuthenticated(t *testing.T) {
+	const idH, secretH = "X-Test-Cluster", "X-Test-Secret"
+	auth := func(c *Config) {
+		c.SignForward = func(h http.Header) { h.Set(idH, "c1"); h.Set(secretH, "s3cret") }
+		c.VerifyForwarded = func(h http.Header) error {
+			if h.Get(idH) != "c1" || h.Get(secretH) != "s3cret" {
+				return errors.New("bad credentials")
+			}
+			return nil
+		}
+		c.CredentialHeaders = []string{idH, secretH}
+	}
+	var seen http.Header
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = r.Header.Clone()
+		_, _ = w.Write([]byte("ok"))
+	}))
+	defer app.Close()
+	target, _ := url.Parse(app.URL)
+	leases := leaseTable{"t1.db": "node-a"}
+	a := newFixture(t, "node-a", leases, auth, func(c *Config) { c.Target = target })
+	as := httptest.NewServer(a.router)
+	defer as.Close()
+	aURL, _ := url.Parse(as.URL)
+	b := newFixture(t, "node-b", leases, auth, func(c *Config) {
+		c.Peer = func(string) (*url.URL, bool) { return aURL, true }
+	})
+
+	r := request(http.MethodPost, "t1.db")
+	r.Header.Set("Authorization", "Bearer the-client's-own")
+	w := httptest.NewRecorder()
+	b.router.ServeHTTP(w, r)
+	if w.Code != http.StatusOK || seen == nil {
+		t.Fatalf("forwarded write: code %d, reached the app: %v", w.Code, seen != nil)
+	}
+	if seen.Get(idH) != "" || seen.Get(secretH) != "" {
+		t.Fatalf("the application saw the cluster's credentials: %v", seen)
+	}
+	if got := seen.Get("Authorization"); got != "Bearer the-client's-own" {
+		t.Fatalf("the client's Authorization header reached the app as %q", got)
+	}
+
+	seen = nil
+	for _, h := range []http.Header{
+		{ForwardedHeader: {"node-b"}},
+		{ForwardedHeader: {"node-b"}, idH: {"c1"}, secretH: {"wrong"}},
+	} {
+		r := request(http.MethodPost, "t1.db")
+		for k, v := range h {
+			r.Header[k] = v
+		}
+		w := httptest.NewRecorder()
+		a.router.ServeHTTP(w, r)
+		if w.Code != http.StatusUnauthorized || seen != nil {
+			t.Fatalf("request claiming to be forwarded with %v: code %d, reached the app: %v", h, w.Code, seen != nil)
+		}
+	}
+	// A client's own request that happens to carry the headers never
+	// passes them on.
+	r = request(http.MethodPost, "t1.db")
+	r.Header.Set(secretH, "guess")
+	w = httptest.NewRecorder()
+	a.router.ServeHTTP(w, r)
+	if w.Code != http.StatusOK || seen.Get(secretH) != "" {
+		t.Fatalf("client request with a credential header: code %d, app saw %q", w.Code, seen.Get(secretH))
+	}
+}

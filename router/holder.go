@@ -94,6 +94,9 @@ func (rt *Router) forwarder(peer *url.URL) *httputil.ReverseProxy {
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 			pr.Out.Header.Set(ForwardedHeader, node)
+			if rt.cfg.SignForward != nil {
+				rt.cfg.SignForward(pr.Out.Header)
+			}
 		},
 		Transport:     rt.cfg.PeerTransport,
 		FlushInterval: -1,

@@ -115,9 +115,18 @@ type Config struct {
 	Peer func(node string) (*url.URL, bool)
 
 	// PeerTransport carries every request this router forwards to another
-	// node's router. Wrap it to authenticate nodes to each other. Default
-	// http.DefaultTransport.
+	// node's router. Default http.DefaultTransport.
 	PeerTransport http.RoundTripper
+
+	// SignForward, when set, adds this node's credentials to every request
+	// it forwards to another node's router, and VerifyForwarded checks
+	// them on every request that arrives marked as forwarded
+	// (ForwardedHeader): one that fails gets 401 and never reaches the
+	// application. CredentialHeaders are removed from every request
+	// before the application sees it, so that it never learns them.
+	SignForward       func(http.Header)
+	VerifyForwarded   func(http.Header) error
+	CredentialHeaders []string
 
 	// MaxLag bounds how long a read waits for this node to catch up to the
 	// client's own last write. Default 5s.
@@ -215,6 +224,18 @@ func IsWrite(r *http.Request) bool {
 
 // ServeHTTP implements http.Handler.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get(ForwardedHeader) != "" && rt.cfg.VerifyForwarded != nil {
+		// Only another node may say it forwarded a request: the header
+		// changes how the request is routed.
+		if err := rt.cfg.VerifyForwarded(r.Header); err != nil {
+			rt.observe(DecisionRejected)
+			http.Error(w, "forwarded request without the cluster's credentials", http.StatusUnauthorized)
+			return
+		}
+	}
+	for _, h := range rt.cfg.CredentialHeaders {
+		r.Header.Del(h)
+	}
 	name, ok, err := rt.cfg.Database(r)
 	if err != nil {
 		rt.observe(DecisionRejected)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ferrydb/ferry"
+	"github.com/ferrydb/ferry/internal/peerauth"
 	"github.com/ferrydb/ferry/lease"
 	"github.com/ferrydb/ferry/router"
 )
@@ -203,7 +204,10 @@ type proxyDeps struct {
 	positions router.Positions
 	// peerTransport carries requests forwarded to other nodes' proxies.
 	peerTransport http.RoundTripper
-	observe       func(router.Decision)
+	// auth, when set, signs forwarded requests and checks those that
+	// arrive.
+	auth    *peerauth.Auth
+	observe func(router.Decision)
 	// health answers proxy.health-path.
 	health http.Handler
 	logger *slog.Logger
@@ -226,6 +230,11 @@ func (c ProxyConfig) serve(ctx context.Context, deps proxyDeps) (stop func() err
 		return nil, err
 	}
 	mgr := deps.leases
+	var sign func(http.Header)
+	var verify func(http.Header) error
+	if deps.auth != nil {
+		sign, verify = deps.auth.SetForwardHeaders, deps.auth.CheckForwardHeaders
+	}
 	rt, err := router.New(router.Config{
 		Target:   target,
 		NodeID:   deps.node,
@@ -240,11 +249,17 @@ func (c ProxyConfig) serve(ctx context.Context, deps proxyDeps) (stop func() err
 		Mode:          c.mode(),
 		Peer:          c.peerFunc(mgr),
 		PeerTransport: deps.peerTransport,
-		MaxLag:        c.MaxLag,
-		ReadBehind:    router.ReadBehind(c.ReadBehind),
-		HolderWait:    c.HolderWait,
-		Observe:       deps.observe,
-		Logger:        deps.logger.With("component", "proxy"),
+		// The client's own headers are never touched, nor left in place
+		// for the application to see: the credentials travel in headers
+		// of their own (peerauth.HeaderSecret).
+		CredentialHeaders: []string{peerauth.HeaderClusterID, peerauth.HeaderSecret},
+		SignForward:       sign,
+		VerifyForwarded:   verify,
+		MaxLag:            c.MaxLag,
+		ReadBehind:        router.ReadBehind(c.ReadBehind),
+		HolderWait:        c.HolderWait,
+		Observe:           deps.observe,
+		Logger:            deps.logger.With("component", "proxy"),
 	})
 	if err != nil {
 		return nil, err

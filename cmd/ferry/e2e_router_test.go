@@ -6,11 +6,13 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 	"fmt"
+	"github.com/ferrydb/ferry/internal/peerauth"
 	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -250,12 +252,25 @@ func TestE2ERouter(t *testing.T) {
 
 	t.Run("a loop is cut", func(t *testing.T) {
 		hits := rc.apps[1].hits.Load() + rc.apps[0].hits.Load()
-		r := rc.do(t, plain, "POST", p2+"/t/acme/inc", "", nil, router.ForwardedHeader, "node1")
+		r := rc.do(t, plain, "POST", p2+"/t/acme/inc", "", nil, router.ForwardedHeader, "node1",
+			peerauth.HeaderClusterID, "ferry-e2e", peerauth.HeaderSecret, os.Getenv(e2eSecretEnv))
 		if r.code != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
 			t.Fatalf("%+v", r)
 		}
 		if rc.apps[1].hits.Load()+rc.apps[0].hits.Load() != hits {
 			t.Fatal("a looping write reached an app")
+		}
+	})
+
+	t.Run("only nodes may forward", func(t *testing.T) {
+		hits := rc.apps[1].hits.Load() + rc.apps[0].hits.Load()
+		r := rc.do(t, plain, "POST", p2+"/t/acme/inc", "", nil, router.ForwardedHeader, "node1",
+			peerauth.HeaderClusterID, "ferry-e2e", peerauth.HeaderSecret, "not-the-secret")
+		if r.code != http.StatusUnauthorized {
+			t.Fatalf("a request claiming to be forwarded, with a wrong secret: %+v", r)
+		}
+		if rc.apps[1].hits.Load()+rc.apps[0].hits.Load() != hits {
+			t.Fatal("an unauthenticated forwarded request reached an app")
 		}
 	})
 

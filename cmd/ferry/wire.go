@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ferrydb/ferry"
-	"github.com/ferrydb/ferry/internal/peerauth"
 	"github.com/ferrydb/ferry/lease"
 	"github.com/ferrydb/ferry/metrics"
 	"github.com/ferrydb/ferry/replicate"
@@ -136,7 +135,8 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 		// Every request one node's proxy forwards to another's goes
 		// through this transport: the one place to authenticate nodes to
 		// each other.
-		peerTransport: peerTransport(auth),
+		peerTransport: http.DefaultTransport,
+		auth:          auth,
 	})
 	if err != nil {
 		return nil, nil, errors.Join(err, stopMetrics(), stopStatus(), rep.Close(ctx), mgr.Close())
@@ -237,13 +237,4 @@ func bucketStats(st replicate.Stats) metrics.BucketStats {
 		b.Databases[db.Name] = metrics.DBStats{BucketPos: db.BucketPos, Uploads: db.Uploads, UploadErrors: db.UploadErrors}
 	}
 	return b
-}
-
-// peerTransport is the transport of requests one node's proxy forwards to
-// another's: with cluster auth it carries the cluster's credentials.
-func peerTransport(auth *peerauth.Auth) http.RoundTripper {
-	if auth == nil {
-		return http.DefaultTransport
-	}
-	return auth.Transport(http.DefaultTransport)
 }

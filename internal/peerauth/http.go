@@ -12,6 +12,11 @@ const (
 	HeaderClusterID = "Ferry-Cluster-Id"
 	headerAuth      = "Authorization"
 	bearerPrefix    = "Bearer "
+
+	// HeaderSecret carries the secret on requests whose Authorization
+	// header belongs to someone else: an application's request that one
+	// node's proxy forwards to another's.
+	HeaderSecret = "Ferry-Cluster-Secret"
 )
 
 // Handler returns next wrapped so that it only ever sees requests that
@@ -38,6 +43,19 @@ func (a *Auth) Handler(next http.Handler) http.Handler {
 func (a *Auth) SetHeaders(h http.Header) {
 	h.Set(HeaderClusterID, a.id)
 	h.Set(headerAuth, bearerPrefix+a.secret)
+}
+
+// SetForwardHeaders adds the cluster's credentials to h in HeaderClusterID
+// and HeaderSecret, leaving the Authorization header, the client's own,
+// alone.
+func (a *Auth) SetForwardHeaders(h http.Header) {
+	h.Set(HeaderClusterID, a.id)
+	h.Set(HeaderSecret, a.secret)
+}
+
+// CheckForwardHeaders checks credentials SetForwardHeaders added.
+func (a *Auth) CheckForwardHeaders(h http.Header) error {
+	return a.Check(h.Get(HeaderClusterID), h.Get(HeaderSecret))
 }
 
 // Transport returns base (nil: http.DefaultTransport) wrapped so that
