@@ -305,3 +305,26 @@ func TestKeeperDrainsBeforeRelease(t *testing.T) {
 		t.Fatalf("held %v, drained %v", k.Held(), drained)
 	}
 }
+
+// TestUploadGuard: uploads are allowed only on the node that holds the
+// lease, and never before the guard knows the lease manager.
+func TestUploadGuard(t *testing.T) {
+	ctx := context.Background()
+	mgr, err := NewStatic(StaticConfig{Node: "a", Primary: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unbound := NewUploadGuard("a")
+	if _, err := unbound.CheckWrite(ctx, "x.db"); !errors.Is(err, ferry.ErrReadOnly) {
+		t.Fatalf("before Bind: %v, want ErrReadOnly", err)
+	}
+	holder, other := NewUploadGuard("a"), NewUploadGuard("b")
+	holder.Bind(mgr)
+	other.Bind(mgr)
+	if _, err := holder.CheckWrite(ctx, "x.db"); err != nil || !holder.Holds("x.db") {
+		t.Fatalf("holder: %v, holds %v", err, holder.Holds("x.db"))
+	}
+	if _, err := other.CheckWrite(ctx, "x.db"); !errors.Is(err, ferry.ErrReadOnly) || other.Holds("x.db") {
+		t.Fatalf("other node: %v, holds %v", err, other.Holds("x.db"))
+	}
+}

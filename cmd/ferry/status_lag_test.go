@@ -8,6 +8,7 @@ import (
 
 	"github.com/ferrydb/ferry"
 	"github.com/ferrydb/ferry/ltx"
+	"github.com/ferrydb/ferry/status"
 )
 
 func TestComputeLag(t *testing.T) {
@@ -39,7 +40,7 @@ func TestComputeLag(t *testing.T) {
 		{"clock skew", statusSources{HolderHead: head(10, t0), CommitTime: mine(t0.Add(time.Second), true)}, false, at(7), "3", "0.000"},
 		{"empty copy", statusSources{HolderHead: head(4, t0), CommitTime: mine(time.Time{}, false)}, false, nil, "4", ""},
 	} {
-		tx, sec := computeLag(tc.src, "a.db", tc.holder, tc.local)
+		tx, sec := status.Lag(tc.src, "a.db", tc.holder, tc.local)
 		d := dbStatus{LagTXIDs: tx, LagSeconds: sec}
 		want := "-"
 		if tc.tx != "" {

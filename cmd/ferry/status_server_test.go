@@ -15,6 +15,7 @@ import (
 
 	"github.com/ferrydb/ferry"
 	"github.com/ferrydb/ferry/lease"
+	"github.com/ferrydb/ferry/status"
 )
 
 // statusTestSecretEnv holds the cluster secret of startStatusNode's node.
@@ -72,7 +73,7 @@ func startStatusNode(t *testing.T) (lease.Manager, string, string) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	stop, err := serveStatus(ctx, cfg, dir, auth.Handler(newStatusHandler(src)), nil)
+	stop, err := serveStatus(ctx, cfg, dir, auth.Handler(status.NewHandler(src)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +177,7 @@ func TestStatusEndpointRejectsGarbage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newStatusHandler(statusSources{Lease: m})
+	h := status.NewHandler(statusSources{Lease: m})
 	for _, body := range []string{"", "{", "\x00\xff", `{"database":"a.db","node":"b","extra":1}`, `{"database":"","node":"b"}`, `{"database":"a.db","node":""}`, strings.Repeat("x", 100000)} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/handoff", strings.NewReader(body)))

@@ -14,6 +14,7 @@ import (
 	"github.com/ferrydb/ferry/metrics"
 	"github.com/ferrydb/ferry/replicate"
 	"github.com/ferrydb/ferry/router"
+	"github.com/ferrydb/ferry/status"
 )
 
 // startServices connects the store to the replicator, the lease manager
@@ -32,7 +33,7 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 	if err != nil {
 		return nil, nil, fmt.Errorf("open bucket: %w", err)
 	}
-	guard := &uploadGuard{node: node}
+	guard := lease.NewUploadGuard(node)
 	opts := cfg.Bucket.replicatorOptions()
 	opts.Guard, opts.Node, opts.Logger = guard, node, logger.With("component", "replicate")
 	rep := replicate.New(backend, ferry.Layout{Dir: dataDir}, opts)
@@ -74,7 +75,7 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 	if err != nil {
 		return nil, nil, fmt.Errorf("open leases: %w", err)
 	}
-	guard.mgr = mgr
+	guard.Bind(mgr)
 
 	m = metrics.New(metrics.Sources{
 		Node:      node,
@@ -102,7 +103,7 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 	if err := rep.Start(ctx); err != nil {
 		return nil, nil, errors.Join(fmt.Errorf("start replicator: %w", err), mgr.Close())
 	}
-	var status http.Handler = newStatusHandler(statusSources{
+	var status http.Handler = status.NewHandler(statusSources{
 		Lease:     mgr,
 		Databases: store.DBs,
 		LocalPos:  store.LocalPos,
@@ -160,7 +161,7 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 
 // startFollower keeps the databases this node does not write current with
 // the bucket, every interval (zero: never). stop waits for it to end.
-func startFollower(ctx context.Context, interval time.Duration, rep *replicate.Replicator, store *ferry.Store, guard *uploadGuard, logger *slog.Logger) (stop func()) {
+func startFollower(ctx context.Context, interval time.Duration, rep *replicate.Replicator, store *ferry.Store, guard *lease.UploadGuard, logger *slog.Logger) (stop func()) {
 	if interval <= 0 {
 		return func() {}
 	}
@@ -169,7 +170,7 @@ func startFollower(ctx context.Context, interval time.Duration, rep *replicate.R
 		Replicator: rep,
 		Applier:    store,
 		Databases:  store.DBs,
-		Writer:     guard.holds,
+		Writer:     guard.Holds,
 		Interval:   interval,
 		Logger:     logger.With("component", "follow"),
 	}
@@ -182,28 +183,6 @@ func startFollower(ctx context.Context, interval time.Duration, rep *replicate.R
 		cancel()
 		<-done
 	}
-}
-
-// uploadGuard fences the replicator's uploads with the lease, but unlike
-// the store's guard it never acquires a lease: a node uploads only the
-// databases it already writes.
-type uploadGuard struct {
-	node string
-	mgr  lease.Manager
-}
-
-// CheckWrite implements ferry.WriteGuard.
-func (g *uploadGuard) CheckWrite(ctx context.Context, name string) (uint64, error) {
-	if !g.holds(name) {
-		return 0, fmt.Errorf("%w: %s's lease is not held by this node", ferry.ErrReadOnly, name)
-	}
-	return g.mgr.CheckWrite(ctx, name)
-}
-
-// holds reports whether this node holds database name's lease.
-func (g *uploadGuard) holds(name string) bool {
-	holder, _, ok := g.mgr.Holder(name)
-	return ok && holder == g.node
 }
 
 // claimTimeout bounds the check of the bucket's cluster marker at start.
