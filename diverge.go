@@ -42,12 +42,12 @@ func (s *Store) ChecksumAt(name string, txid ltx.TXID) (sum ltx.Checksum, ok boo
 		return 0, false, err
 	}
 	for _, f := range files {
-		if f.max != txid {
+		if f.MaxTXID != txid {
 			continue
 		}
 		// Only the trailer is needed: the file was verified when the log
 		// was loaded, and a follower asks on every poll while it is ahead.
-		_, trailer, err := ltx.ReadFileEnds(f.path)
+		_, trailer, err := ltx.ReadFileEnds(f.Path)
 		if err != nil {
 			return 0, false, err
 		}
@@ -83,7 +83,7 @@ func (s *Store) ReplaceDiverged(ctx context.Context, name string, r io.Reader, r
 		if err != nil {
 			return Pos{}, fmt.Errorf("after setting the old copy aside in %s: %w", dir, err)
 		}
-		if err := os.WriteFile(d.store.layout.BucketPosPath(d.name), []byte(pos.String()+"\n"), 0o644); err != nil {
+		if err := d.store.layout.WriteBucketPos(d.name, pos); err != nil {
 			return Pos{}, fmt.Errorf("record bucket position: %w", err)
 		}
 		return pos, nil
@@ -124,7 +124,7 @@ func (d *DB) setAsideLocked(reason string) (string, error) {
 		return "", err
 	}
 	for _, f := range files {
-		if err := os.Rename(f.path, filepath.Join(dir, "ltx", filepath.Base(f.path))); err != nil {
+		if err := os.Rename(f.Path, filepath.Join(dir, "ltx", filepath.Base(f.Path))); err != nil {
 			return "", fmt.Errorf("move LTX file to %s: %w", dir, err)
 		}
 	}

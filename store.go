@@ -71,6 +71,7 @@ type Store struct {
 	invalidator Invalidator
 	locker      DatabaseLocker
 	walWatch    *walWatcher // nil where WALs are followed by polling alone
+	subs        subscriptions
 
 	mu        sync.Mutex
 	restoreMu sync.Mutex
@@ -478,6 +479,7 @@ func (s *Store) notify(name string, pos Pos) {
 	for _, l := range s.listeners {
 		l.Committed(name, pos)
 	}
+	s.subs.wake(name)
 }
 
 // writeTerm asks the write guard, without acquiring anything, whether name
