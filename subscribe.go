@@ -3,37 +3,39 @@ package ferry
 import "sync"
 
 // subscriptions wakes whoever waits for a database's local log to grow.
-// A database nobody subscribed to costs nothing; a wake-up is a
-// non-blocking send on a channel of one, so a slow subscriber sees one
-// coalesced wake-up and reads the position itself.
+// A database nobody watches costs nothing, and a watcher pays no
+// goroutine per database: its callback is run in place.
 type subscriptions struct {
 	mu   sync.Mutex
-	subs map[string]map[chan struct{}]struct{}
+	next uint64
+	subs map[string]map[uint64]func()
 }
 
-// Subscribe returns a channel that receives a value whenever database
-// name's local log or position changes (a commit becomes durable, a change
-// set is applied, the copy is replaced). Wake-ups coalesce: after one, the
-// subscriber reads LocalPos and the log. cancel ends the subscription; the
-// channel is not closed.
-func (s *Store) Subscribe(name string) (ch <-chan struct{}, cancel func()) {
-	c := make(chan struct{}, 1)
+// Watch calls wake whenever database name's local log or position changes:
+// a commit becomes durable, a change set is applied, the copy is replaced.
+// wake runs on the goroutine that changed the database, possibly with the
+// database locked, so it must neither block nor call into the store; it
+// should note the name and let its own goroutine read the log. cancel ends
+// the watch.
+func (s *Store) Watch(name string, wake func()) (cancel func()) {
 	s.subs.mu.Lock()
+	defer s.subs.mu.Unlock()
 	if s.subs.subs == nil {
-		s.subs.subs = make(map[string]map[chan struct{}]struct{})
+		s.subs.subs = make(map[string]map[uint64]func())
 	}
 	m := s.subs.subs[name]
 	if m == nil {
-		m = make(map[chan struct{}]struct{})
+		m = make(map[uint64]func())
 		s.subs.subs[name] = m
 	}
-	m[c] = struct{}{}
-	s.subs.mu.Unlock()
-	return c, func() {
+	s.subs.next++
+	id := s.subs.next
+	m[id] = wake
+	return func() {
 		s.subs.mu.Lock()
 		defer s.subs.mu.Unlock()
 		if m := s.subs.subs[name]; m != nil {
-			delete(m, c)
+			delete(m, id)
 			if len(m) == 0 {
 				delete(s.subs.subs, name)
 			}
@@ -41,14 +43,24 @@ func (s *Store) Subscribe(name string) (ch <-chan struct{}, cancel func()) {
 	}
 }
 
-// wake tells name's subscribers that its log changed.
-func (s *subscriptions) wake(name string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for c := range s.subs[name] {
+// Subscribe is Watch with a channel: it receives a value whenever database
+// name's log changes. Wake-ups coalesce, so after one the subscriber reads
+// LocalPos and the log itself. The channel is not closed by cancel.
+func (s *Store) Subscribe(name string) (ch <-chan struct{}, cancel func()) {
+	c := make(chan struct{}, 1)
+	return c, s.Watch(name, func() {
 		select {
 		case c <- struct{}{}:
 		default:
 		}
+	})
+}
+
+// wake tells name's watchers that its log changed.
+func (s *subscriptions) wake(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.subs[name] {
+		f()
 	}
 }

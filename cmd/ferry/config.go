@@ -34,6 +34,7 @@ type Config struct {
 	Bucket BucketConfig `yaml:"bucket"`
 	Lease  LeaseConfig  `yaml:"lease"`
 	Proxy  ProxyConfig  `yaml:"proxy"`
+	HTTP   HTTPConfig   `yaml:"http"`
 }
 
 // FUSEConfig is the config's fuse section.
@@ -179,6 +180,9 @@ func (c *Config) Validate() error {
 	case "", "text", "json":
 	default:
 		errs = append(errs, fmt.Errorf("log.format %q: want text or json", c.Log.Format))
+	}
+	if err := c.HTTP.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Proxy.validate(); err != nil {
 		errs = append(errs, err)

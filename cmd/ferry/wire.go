@@ -34,6 +34,7 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 	rep := replicate.New(backend, ferry.Layout{Dir: dataDir}, opts)
 
 	mgr, err := cfg.Lease.open(ctx, dataDir, logger, leaseHooks{
+		URL: cfg.HTTP.advertiseURL(),
 		// A new writer first catches up to the bucket, so a node waking
 		// from a long stop never throws newer history away.
 		CatchUp: rep.CatchUpFunc(store),
@@ -77,13 +78,17 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 	if err != nil {
 		return nil, errors.Join(err, stopStatus(), rep.Close(ctx), mgr.Close())
 	}
-	stopFollower := startFollower(ctx, cfg.Bucket.followInterval(), rep, store, guard, logger)
+	stopPeers, streamed, err := startPeers(ctx, cfg.HTTP, node, mgr, store, guard, logger)
+	if err != nil {
+		return nil, errors.Join(err, stopProxy(), stopStatus(), rep.Close(ctx), mgr.Close())
+	}
+	stopFollower := startFollower(ctx, cfg.Bucket.followInterval(), rep, store, guard, streamed, logger)
 
 	return func(ctx context.Context) error {
 		// The replicator uploads what is pending while the leases are
 		// still held; once released, those uploads would be fenced off.
 		stopFollower()
-		err := errors.Join(stopProxy(), stopStatus(), rep.Close(ctx))
+		err := errors.Join(stopPeers(), stopProxy(), stopStatus(), rep.Close(ctx))
 		// A lease that cannot be released (say, the Raft quorum is gone)
 		// simply expires after its TTL; that is no reason to fail the exit.
 		if cerr := mgr.Close(); cerr != nil {
@@ -95,7 +100,7 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 
 // startFollower keeps the databases this node does not write current with
 // the bucket, every interval (zero: never). stop waits for it to end.
-func startFollower(ctx context.Context, interval time.Duration, rep *replicate.Replicator, store *ferry.Store, guard *uploadGuard, logger *slog.Logger) (stop func()) {
+func startFollower(ctx context.Context, interval time.Duration, rep *replicate.Replicator, store *ferry.Store, guard *uploadGuard, streamed func(string) bool, logger *slog.Logger) (stop func()) {
 	if interval <= 0 {
 		return func() {}
 	}
@@ -105,6 +110,7 @@ func startFollower(ctx context.Context, interval time.Duration, rep *replicate.R
 		Applier:    store,
 		Databases:  store.DBs,
 		Writer:     guard.holds,
+		Streamed:   streamed,
 		Interval:   interval,
 		Logger:     logger.With("component", "follow"),
 	}
