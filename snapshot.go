@@ -33,7 +33,7 @@ func (s *Store) WriteSnapshot(ctx context.Context, name string, w io.Writer) (Po
 	if err := d.flushLocked(); err != nil {
 		return Pos{}, fmt.Errorf("snapshot %q: %w", name, err)
 	}
-	if !d.isDatabase() || d.pos.TXID == 0 || d.pageSize == 0 {
+	if d.state != stateDatabase || d.pos.TXID == 0 || d.pageSize == 0 {
 		return Pos{}, fmt.Errorf("snapshot %q: %w", name, ErrDatabaseNotFound)
 	}
 	pos, pageSize, commit := d.pos, d.pageSize, d.pageN

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ferrydb/ferry"
+	"github.com/ferrydb/ferry/ltx"
 )
 
 // Sink is what a reader applies the stream to; the core's Store
@@ -273,6 +274,10 @@ func (st *stream) connect(ctx context.Context) error {
 			}
 		}
 	}()
+	// The heartbeat keeps the stream alive; silence beyond the timeout,
+	// from the request on, drops it.
+	alive := time.AfterFunc(st.c.opts.Timeout, cancel)
+	defer alive.Stop()
 	resp, err := st.c.opts.HTTP.Do(req)
 	if err != nil {
 		return err
@@ -282,10 +287,7 @@ func (st *stream) connect(ctx context.Context) error {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return fmt.Errorf("holder answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))
 	}
-	// The heartbeat keeps the stream alive; silence beyond the timeout
-	// drops it.
-	alive := time.AfterFunc(st.c.opts.Timeout, cancel)
-	defer alive.Stop()
+	st.c.logger.Info("peer stream connected", "holder", st.url)
 	br := bufio.NewReaderSize(resp.Body, 64<<10)
 	for {
 		f, err := readFrame(br, st.c.opts.TempDir)
@@ -348,6 +350,15 @@ func (st *stream) handle(ctx context.Context, f *frame) error {
 		var reason [1]byte
 		if _, err := io.ReadFull(r, reason[:]); err != nil {
 			return err
+		}
+		// Replacing a copy sets it aside first: check the whole snapshot
+		// before anything local changes.
+		check := f.payload()
+		if _, err := io.CopyN(io.Discard, check, 1); err != nil {
+			return err
+		}
+		if err := ltx.NewDecoder(check).Verify(); err != nil {
+			return fmt.Errorf("snapshot of %q from %s: %w", f.name, st.url, err)
 		}
 		local, err := sink.LocalPos(f.name)
 		if err != nil {

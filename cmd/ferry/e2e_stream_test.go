@@ -70,6 +70,11 @@ func TestE2EStreamToReplicas(t *testing.T) {
 	r2.restart(t)
 	c.waitFor("restarted replica never caught up", func() bool { return count(r2) == "40" })
 	c.waitFor("the other replica stopped following", func() bool { return count(r1) == "40" })
+	for _, r := range []*testMount{r1, r2} {
+		if !strings.Contains(r.output.String(), "peer stream connected") {
+			t.Fatalf("replica never connected to the holder's stream:\n%s", r.output)
+		}
+	}
 	if strings.Contains(r2.output.String(), "set the local copy aside") {
 		t.Fatalf("restarted replica took a snapshot instead of continuing its position:\n%s", r2.output)
 	}
