@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // startStreamCluster starts n Raft nodes on 127.0.0.21 and up, each
@@ -77,5 +80,29 @@ func TestE2EStreamToReplicas(t *testing.T) {
 	}
 	if strings.Contains(r2.output.String(), "set the local copy aside") {
 		t.Fatalf("restarted replica took a snapshot instead of continuing its position:\n%s", r2.output)
+	}
+}
+
+// TestE2EStreamBench runs `ferry bench-stream` on a three-node cluster.
+// By default it times a few commits, to check that the command works; with
+// FERRY_STREAM_BENCH=1 it runs the full benchmark and logs the report.
+func TestE2EStreamBench(t *testing.T) {
+	args := []string{"bench-stream", "-commits", "20", "-rows", "1000", "-duration", "200ms"}
+	if os.Getenv("FERRY_STREAM_BENCH") != "" {
+		args = []string{"bench-stream"}
+	}
+	c := startStreamCluster(t, 3, "10s")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	args = append(args, c.nodes[0].Dir, c.nodes[1].Dir, c.nodes[2].Dir)
+	out, err := exec.CommandContext(ctx, ferryBin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ferry bench-stream: %v\n%s\nholder:\n%s\nreplica:\n%s", err, out, c.nodes[0].output, c.nodes[1].output)
+	}
+	t.Logf("ferry bench-stream:\n%s", out)
+	for _, want := range []string{"lag WAL", "lag DELETE", "catch-up", "holder commits/s"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("report lacks %q", want)
+		}
 	}
 }
