@@ -2,6 +2,7 @@ package ferry
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -77,4 +78,37 @@ func (s *Store) WriteSnapshot(ctx context.Context, name string, w io.Writer) (Po
 		return Pos{}, fmt.Errorf("snapshot %q: %w", name, err)
 	}
 	return pos, nil
+}
+
+// QueuedChangeSets returns, encoded as LTX files, the change sets of
+// database name after TXID after that are captured but not yet in the
+// local log (the flusher writes them within about 10 ms). A holder streams
+// them at once instead of waiting for the log. A change set here may not
+// be durable yet (WAL mode with synchronous=NORMAL); if the holder then
+// loses it in a power failure, a reader that took it holds TXIDs the
+// holder never had, and is resnapshotted at its next handshake.
+func (s *Store) QueuedChangeSets(name string, after ltx.TXID) ([][]byte, error) {
+	d := s.DB(name)
+	if d == nil {
+		return nil, nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out [][]byte
+	next := after + 1
+	for _, q := range append(d.recent[:len(d.recent):len(d.recent)], d.queue...) {
+		if q.hdr.MaxTXID < next {
+			continue
+		}
+		if q.hdr.MinTXID != next {
+			break
+		}
+		var b bytes.Buffer
+		if err := encodeLTX(&b, q.hdr, q.pages, q.post); err != nil {
+			return nil, fmt.Errorf("encode queued change set of %q: %w", name, err)
+		}
+		out = append(out, b.Bytes())
+		next = q.hdr.MaxTXID + 1
+	}
+	return out, nil
 }

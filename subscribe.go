@@ -12,7 +12,8 @@ type subscriptions struct {
 }
 
 // Watch calls wake whenever database name's local log or position changes:
-// a commit becomes durable, a change set is applied, the copy is replaced.
+// a transaction is captured, a commit becomes durable in the log, a change
+// set is applied, the copy is replaced.
 // wake runs on the goroutine that changed the database, possibly with the
 // database locked, so it must neither block nor call into the store; it
 // should note the name and let its own goroutine read the log. cancel ends
@@ -54,6 +55,34 @@ func (s *Store) Subscribe(name string) (ch <-chan struct{}, cancel func()) {
 		default:
 		}
 	})
+}
+
+// watched reports whether anyone watches database name.
+func (s *subscriptions) watched(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.subs[name]) > 0
+}
+
+// maxRecentBytes bounds the page data DB.recent keeps.
+const maxRecentBytes = 16 << 20
+
+// keepRecentLocked moves the queue into d.recent before a flush empties
+// it, while the database is watched, and drops the oldest entries beyond
+// maxRecentBytes.
+func (d *DB) keepRecentLocked() {
+	if !d.store.subs.watched(d.name) {
+		d.recent, d.recentBytes = nil, 0
+		return
+	}
+	for _, q := range d.queue {
+		d.recent = append(d.recent, q)
+		d.recentBytes += len(q.pages) * int(q.hdr.PageSize)
+	}
+	for len(d.recent) > 1 && d.recentBytes > maxRecentBytes {
+		d.recentBytes -= len(d.recent[0].pages) * int(d.recent[0].hdr.PageSize)
+		d.recent = d.recent[1:]
+	}
 }
 
 // wake tells name's watchers that its log changed.

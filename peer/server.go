@@ -32,6 +32,7 @@ type Source interface {
 	ChecksumAt(name string, txid ltx.TXID) (ltx.Checksum, bool, error)
 	Watch(name string, wake func()) (cancel func())
 	WriteSnapshot(ctx context.Context, name string, w io.Writer) (ferry.Pos, error)
+	QueuedChangeSets(name string, after ltx.TXID) ([][]byte, error)
 }
 
 // Server is the holder's side of the stream, an http.Handler for
@@ -308,7 +309,9 @@ func (c *serverConn) catchUp(name string, sub *serverSub) error {
 			continue
 		}
 		if f.MinTXID != sub.sent.TXID+1 {
-			return c.snapshot(name, sub, SnapshotBehind)
+			// A file that merges change sets some of which went out
+			// from memory, or a gap: the queue may still continue.
+			break
 		}
 		b, err := os.ReadFile(f.Path)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -326,6 +329,26 @@ func (c *serverConn) catchUp(name string, sub *serverSub) error {
 		}
 		sum := binary.BigEndian.Uint64(b[len(b)-ltx.TrailerSize:])
 		sub.sent = ferry.Pos{TXID: f.MaxTXID, PostApplyChecksum: ltx.Checksum(sum)}
+	}
+	// Commits captured but not yet in the log go out now rather than
+	// after the flusher's delay.
+	queued, err := c.s.Source.QueuedChangeSets(name, sub.sent.TXID)
+	if err != nil {
+		c.logger.Warn("peer stream: read queued change sets", "db", name, "err", err)
+		return nil
+	}
+	for _, b := range queued {
+		if err := c.fw.write(FrameChangeSet, name, bytesOf(b), int64(len(b))); err != nil {
+			return err
+		}
+		hdr := binary.BigEndian.Uint64(b[24:32]) // max TXID
+		sum := binary.BigEndian.Uint64(b[len(b)-ltx.TrailerSize:])
+		sub.sent = ferry.Pos{TXID: ltx.TXID(hdr), PostApplyChecksum: ltx.Checksum(sum)}
+	}
+	if n := len(files); n > 0 && files[n-1].MaxTXID > sub.sent.TXID {
+		// The log has what neither its files nor the queue can send on
+		// from the reader's position.
+		return c.snapshot(name, sub, SnapshotBehind)
 	}
 	return nil
 }

@@ -106,9 +106,15 @@ func runBenchStream(ctx context.Context, args []string, stdout, stderr io.Writer
 	return nil
 }
 
-// openBenchDB opens database name under mount with the given journal mode.
+// openBenchDB opens database name under mount with the given journal
+// mode, or read-only when mode is empty: a replica must not create the
+// file before it learns of the holder's.
 func openBenchDB(mount, name, mode string) (*sql.DB, error) {
-	db, err := sql.Open("sqlite3", "file:"+filepath.Join(mount, name)+"?_busy_timeout=5000&_journal_mode="+mode)
+	params := "?_busy_timeout=5000&_journal_mode=" + mode
+	if mode == "" {
+		params = "?mode=ro&_busy_timeout=5000"
+	}
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(mount, name)+params)
 	if err != nil {
 		return nil, err
 	}
