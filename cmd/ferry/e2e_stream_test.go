@@ -195,3 +195,63 @@ func streamedFrom(m *testMount, addr string) bool {
 	}
 	return false
 }
+
+// TestE2EStreamPartitionedHolder cuts the holder off from the lease
+// cluster (Raft through fault proxies) while its stream stays reachable.
+// Its lease runs out, another node takes the database over and writes;
+// nothing the old holder does after that reaches any copy: the remaining
+// replica ends with exactly the new holder's rows.
+func TestE2EStreamPartitionedHolder(t *testing.T) {
+	ips := []string{"127.0.0.24", "127.0.0.25", "127.0.0.26"}
+	var binds, fronts, httpAddrs []string
+	var raftProxies []*faultproxy.Proxy
+	for _, ip := range ips {
+		bind := freeAddr(t, ip)
+		p := newFaultProxy(t, ip, bind)
+		binds, fronts = append(binds, bind), append(fronts, p.Addr())
+		raftProxies = append(raftProxies, p)
+		httpAddrs = append(httpAddrs, freeAddr(t, ip))
+	}
+	c := startRaftClusterAt(t, binds, fronts, "2s", func(i int) (string, string) {
+		return fmt.Sprintf("    advertise: %q\nhttp:\n  addr: %q\n", fronts[i], httpAddrs[i]),
+			"  upload-interval: 100ms\n"
+	})
+	n1, n2, n3 := c.nodes[0], c.nodes[1], c.nodes[2]
+	if out, err := sqliteOn(n1, "p.db", "CREATE TABLE t(x); INSERT INTO t VALUES (1);"); err != nil {
+		t.Fatalf("create on node1: %v %s", err, out)
+	}
+	for _, r := range []*testMount{n2, n3} {
+		c.waitFor("replica never restored p.db", func() bool { return countRows(r, "p.db") == "1" })
+	}
+	c.waitFor("node1's writes never all reached the bucket", func() bool {
+		rep, err := clusterStatus(n1)
+		return err == nil && lagIsZeroReport(rep, "p.db")
+	})
+
+	// Isolate node1's lease traffic; its HTTP server stays reachable.
+	raftProxies[0].Partition()
+	for _, p := range raftProxies[1:] {
+		p.Block(ips[0])
+	}
+	// node2 takes over once node1's lease has expired.
+	c.waitFor("node2 never took over the write lease", func() bool {
+		_, err := sqliteOn(n2, "p.db", "INSERT INTO t VALUES (2)")
+		return err == nil
+	})
+	// node1 no longer holds the lease: its write fails (after trying to
+	// acquire it for acquire-timeout), and nothing of it may reach anyone.
+	if out, err := sqliteOn(n1, "p.db", "INSERT INTO t VALUES (99)"); err == nil {
+		t.Fatalf("isolated node1 accepted a write after node2 took the lease over: %s", out)
+	}
+	if out, err := sqliteOn(n2, "p.db", "INSERT INTO t VALUES (3)"); err != nil {
+		t.Fatalf("write on node2: %v %s", err, out)
+	}
+	c.waitFor("node3 never got node2's writes", func() bool { return countRows(n3, "p.db") == "3" })
+	got, _ := exec.Command("sqlite3", "-readonly", n3.Path("p.db"), "SELECT group_concat(x) FROM t").CombinedOutput()
+	if strings.TrimSpace(string(got)) != "1,2,3" {
+		t.Fatalf("node3 has rows %q, want 1,2,3", got)
+	}
+	for _, p := range raftProxies {
+		p.Heal()
+	}
+}
