@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ferrydb/ferry"
+	"github.com/ferrydb/ferry/ltx"
 	_ "github.com/mattn/go-sqlite3"
 )
 
@@ -221,5 +222,66 @@ func TestStreamRejectsBadFrames(t *testing.T) {
 				t.Fatalf("replica's file changed (%v)", err)
 			}
 		})
+	}
+}
+
+// TestStreamSnapshotsReplicaBehindLog puts the replica at a TXID the
+// holder's log no longer holds (retention removed it): the holder sends a
+// snapshot, not a divergence, and the replica ends at the holder's
+// position.
+func TestStreamSnapshotsReplicaBehindLog(t *testing.T) {
+	hdir := t.TempDir()
+	holder := openStore(t, hdir, "a.db", 20)
+	replica := openStore(t, t.TempDir(), "a.db", 0)
+	var snap bytes.Buffer
+	pos1, err := holder.WriteSnapshot(context.Background(), "a.db", &snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := replica.ApplyLTX(context.Background(), "a.db", &snap); err != nil {
+		t.Fatal(err)
+	}
+	// Advance the holder to TXID 2 by changing the last page, then drop
+	// TXID 1 from its log as retention would.
+	path := ferry.Layout{Dir: hdir}.DBPath("a.db")
+	file, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pageSize = 4096
+	commit := uint32(len(file) / pageSize)
+	old := file[len(file)-pageSize:]
+	page := bytes.Clone(old)
+	page[pageSize-1] ^= 0x5a
+	var b bytes.Buffer
+	enc, err := ltx.NewEncoder(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.EncodeHeader(ltx.Header{Version: ltx.Version, PageSize: pageSize, Commit: commit, MinTXID: 2, MaxTXID: 2,
+		Timestamp: time.Now().UnixMilli(), PreApplyChecksum: pos1.PostApplyChecksum}); err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.EncodePage(ltx.PageHeader{Pgno: commit}, page); err != nil {
+		t.Fatal(err)
+	}
+	enc.SetPostApplyChecksum(ltx.ChecksumFlag | (pos1.PostApplyChecksum ^ ltx.ChecksumPage(commit, old) ^ ltx.ChecksumPage(commit, page)))
+	if err := enc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want, err := holder.ApplyLTX(context.Background(), "a.db", &b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(ferry.Layout{Dir: hdir}.LTXPath("a.db", 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	_, url := serve(t, holder)
+	c := follow(t, replica, "a.db", url, func(c *Client) bool {
+		got, _ := replica.LocalPos("a.db")
+		return got == want && c.Stats().Snapshots > 0
+	})
+	if st := c.Stats(); st.Snapshots != 1 || st.Diverged != 0 {
+		t.Fatalf("stats %+v, want one snapshot and no divergence", st)
 	}
 }
