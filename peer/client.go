@@ -117,6 +117,15 @@ func (c *Client) Live(name string) bool {
 	return st != nil && st.live[name]
 }
 
+// Following reports whether database name is followed from another
+// node's stream, connected or not: its change sets are that node's.
+func (c *Client) Following(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.follow[name]
+	return ok
+}
+
 // Run follows the local databases' holders until ctx ends.
 func (c *Client) Run(ctx context.Context) {
 	t := time.NewTicker(c.opts.Resolve)

@@ -83,6 +83,9 @@ func (r *Replicator) upload(ctx context.Context, db *database) error {
 			pending = pending[:len(pending)-1]
 		}
 
+		if len(pending) > 0 && r.opts.Streamed != nil && r.opts.Streamed(db.name) {
+			return nil
+		}
 		if db.needObject {
 			if err := r.putAnnounced(ctx, db, local); err != nil {
 				return err

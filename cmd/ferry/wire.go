@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferrydb/ferry"
@@ -31,6 +32,13 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 	guard := &uploadGuard{node: node}
 	opts := cfg.Bucket.replicatorOptions()
 	opts.Guard, opts.Node, opts.Logger = guard, node, logger.With("component", "replicate")
+	// The peer client starts after the replicator; until then nothing is
+	// streamed.
+	var following atomic.Pointer[func(string) bool]
+	opts.Streamed = func(name string) bool {
+		f := following.Load()
+		return f != nil && (*f)(name)
+	}
 	rep := replicate.New(backend, ferry.Layout{Dir: dataDir}, opts)
 
 	mgr, err := cfg.Lease.open(ctx, dataDir, logger, leaseHooks{
@@ -78,9 +86,12 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 	if err != nil {
 		return nil, errors.Join(err, stopStatus(), rep.Close(ctx), mgr.Close())
 	}
-	stopPeers, streamed, err := startPeers(ctx, cfg.HTTP, node, mgr, store, guard, logger)
+	stopPeers, streamed, isFollowing, err := startPeers(ctx, cfg.HTTP, node, mgr, store, guard, logger)
 	if err != nil {
 		return nil, errors.Join(err, stopProxy(), stopStatus(), rep.Close(ctx), mgr.Close())
+	}
+	if isFollowing != nil {
+		following.Store(&isFollowing)
 	}
 	stopFollower := startFollower(ctx, cfg.Bucket.followInterval(), rep, store, guard, streamed, logger)
 
