@@ -280,7 +280,7 @@ func (c LeaseConfig) open(ctx context.Context, dataDir string, logger *slog.Logg
 			return nil, err
 		}
 		return s3lease.New(s3lease.Config{
-			Client: client, Bucket: c.S3.Bucket, Prefix: c.S3.Prefix, Node: node, Region: c.region(),
+			Client: client, Bucket: c.S3.Bucket, Prefix: c.S3.Prefix, Node: node, Region: c.region(), URL: hooks.URL,
 			TTL: c.TTL, AcquireTimeout: c.AcquireTimeout, Placement: c.placement(), CatchUp: hooks.CatchUp, Drain: hooks.Drain,
 			Logger: logger.With("component", "lease"),
 		})
