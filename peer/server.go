@@ -71,6 +71,10 @@ func (s *Server) Stats() (snapshots, diverged uint64) {
 
 // ServeHTTP serves one reader's stream until it goes away.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == SnapshotPath && r.Method == http.MethodGet {
+		s.serveSnapshot(w, r)
+		return
+	}
 	if r.URL.Path != StreamPath {
 		http.NotFound(w, r)
 		return

@@ -255,3 +255,30 @@ func TestE2EStreamPartitionedHolder(t *testing.T) {
 		p.Heal()
 	}
 }
+
+// TestE2EStreamFetchNotInBucket opens, on a replica, a database whose
+// holder has not uploaded it (its upload interval is an hour): the
+// replica fetches it from the holder, then follows it by stream.
+func TestE2EStreamFetchNotInBucket(t *testing.T) {
+	var addrs, httpAddrs []string
+	for i := range 2 {
+		ip := fmt.Sprintf("127.0.0.%d", 27+i)
+		addrs = append(addrs, freeAddr(t, ip))
+		httpAddrs = append(httpAddrs, freeAddr(t, ip))
+	}
+	c := startRaftClusterAt(t, addrs, addrs, "2s", func(i int) (string, string) {
+		return fmt.Sprintf("http:\n  addr: %q\n", httpAddrs[i]), "  upload-interval: 1h\n"
+	})
+	holder, replica := c.nodes[0], c.nodes[1]
+	if out, err := sqliteOn(holder, "n.db", "CREATE TABLE t(x); INSERT INTO t VALUES (1);"); err != nil {
+		t.Fatalf("create on holder: %v %s", err, out)
+	}
+	c.waitFor("replica never fetched n.db from its holder", func() bool { return countRows(replica, "n.db") == "1" })
+	if out, err := sqliteOn(holder, "n.db", "INSERT INTO t VALUES (2);"); err != nil {
+		t.Fatalf("insert on holder: %v %s", err, out)
+	}
+	c.waitFor("replica never streamed n.db", func() bool { return countRows(replica, "n.db") == "2" })
+	if !strings.Contains(replica.output.String(), "fetched database from its holder") {
+		t.Fatalf("replica did not fetch from the holder:\n%s", replica.output)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"github.com/ferrydb/ferry"
@@ -40,6 +41,9 @@ func startPeers(ctx context.Context, cfg HTTPConfig, node string, mgr lease.Mana
 		Node:      node,
 		Logger:    logger,
 	})
+	if bucket := store.Restorer(); bucket != nil {
+		store.SetRestorer(holderRestorer{bucket: bucket, client: client, logger: logger})
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -51,4 +55,30 @@ func startPeers(ctx context.Context, cfg HTTPConfig, node string, mgr lease.Mana
 		<-done
 		return stopHTTP()
 	}, client.Live, client.Following, nil
+}
+
+// holderRestorer restores a database from the bucket and, when the bucket
+// has none yet (its holder has not uploaded it), from its holder, so that
+// opening it on a reader right after it was created finds it.
+type holderRestorer struct {
+	bucket ferry.Restorer
+	client *peer.Client
+	logger *slog.Logger
+}
+
+// Restore implements ferry.Restorer.
+func (h holderRestorer) Restore(ctx context.Context, name, path string) (ferry.Pos, error) {
+	pos, err := h.bucket.Restore(ctx, name, path)
+	if !errors.Is(err, ferry.ErrDatabaseNotFound) {
+		return pos, err
+	}
+	hpos, ferr := h.client.Fetch(ctx, name, path)
+	if ferr != nil {
+		if !errors.Is(ferr, ferry.ErrDatabaseNotFound) {
+			h.logger.Warn("database not in the bucket, and its holder could not send it", "db", name, "err", ferr)
+		}
+		return pos, err
+	}
+	h.logger.Info("fetched database from its holder; the bucket has none yet", "db", name, "pos", hpos)
+	return hpos, nil
 }
