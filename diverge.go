@@ -24,7 +24,9 @@ import (
 
 // ChecksumAt returns the post-apply checksum that database name's local
 // log records at txid. ok is false when no local LTX file ends exactly at
-// txid, so the log cannot tell.
+// txid, so the log cannot tell. Change sets the flusher merged into one
+// file, but that are still kept one by one in memory for a reader's
+// stream, count as ending where they do.
 func (s *Store) ChecksumAt(name string, txid ltx.TXID) (sum ltx.Checksum, ok bool, err error) {
 	if err := ValidateName(name); err != nil {
 		return 0, false, err
@@ -32,9 +34,18 @@ func (s *Store) ChecksumAt(name string, txid ltx.TXID) (sum ltx.Checksum, ok boo
 	if db := s.DB(name); db != nil {
 		db.mu.Lock()
 		pos := db.pos
+		var mem ltx.Checksum
+		for _, q := range append(db.recent[:len(db.recent):len(db.recent)], db.queue...) {
+			if q.hdr.MaxTXID == txid {
+				mem = q.post
+			}
+		}
 		db.mu.Unlock()
 		if pos.TXID == txid {
 			return pos.PostApplyChecksum, true, nil
+		}
+		if mem != 0 {
+			return mem, true, nil
 		}
 	}
 	files, err := s.listLog(name)

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/ferrydb/ferry/ltx"
 )
 
 func TestLocalLogListAndBucketPos(t *testing.T) {
@@ -81,3 +83,31 @@ func TestStoreSubscribeCoalesces(t *testing.T) {
 		t.Fatal("cancelled subscription still held")
 	}
 }
+
+// TestChecksumAtRecentChangeSets: a change set merged into a larger log
+// file but still kept on its own for a reader's stream has a known
+// checksum, so a reader stopped there continues instead of taking a
+// snapshot.
+func TestChecksumAtRecentChangeSets(t *testing.T) {
+	s := NewStore(Layout{Dir: t.TempDir()}, StoreOptions{})
+	d := newDB(s, "a.db")
+	d.state = stateDatabase
+	d.pos = Pos{TXID: 5, PostApplyChecksum: 0x8000000000000005}
+	d.recent = []queued{{hdr: ltxHeader(3, 3), post: 0x8000000000000003}, {hdr: ltxHeader(4, 4), post: 0x8000000000000004}}
+	s.dbs["a.db"] = d
+	for txid, want := range map[uint64]uint64{3: 0x8000000000000003, 4: 0x8000000000000004, 5: 0x8000000000000005} {
+		got, ok, err := s.ChecksumAt("a.db", ltxTXID(txid))
+		if err != nil || !ok || uint64(got) != want {
+			t.Errorf("ChecksumAt(%d) = %x, %v, %v; want %x", txid, uint64(got), ok, err, want)
+		}
+	}
+	if _, ok, err := s.ChecksumAt("a.db", 2); ok || err != nil {
+		t.Errorf("ChecksumAt(2) known without a log file or a kept change set: %v %v", ok, err)
+	}
+}
+
+func ltxHeader(min, max uint64) ltx.Header {
+	return ltx.Header{MinTXID: ltx.TXID(min), MaxTXID: ltx.TXID(max)}
+}
+
+func ltxTXID(v uint64) ltx.TXID { return ltx.TXID(v) }
