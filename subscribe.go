@@ -85,11 +85,22 @@ func (d *DB) keepRecentLocked() {
 	}
 }
 
-// wake tells name's watchers that its log changed.
+// wake tells name's watchers that its log changed. The callbacks run
+// after the lock is released, so that one may take a lock of its own that
+// is held elsewhere while Watch or cancel is called.
 func (s *subscriptions) wake(name string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, f := range s.subs[name] {
+	m := s.subs[name]
+	if len(m) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	fs := make([]func(), 0, len(m))
+	for _, f := range m {
+		fs = append(fs, f)
+	}
+	s.mu.Unlock()
+	for _, f := range fs {
 		f()
 	}
 }
