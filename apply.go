@@ -42,7 +42,7 @@ func (s *Store) ApplyLTX(ctx context.Context, name string, r io.Reader) (Pos, er
 // transaction.
 const (
 	applyLockWait    = 5 * time.Second
-	applyLockWaitWAL = 200 * time.Millisecond
+	applyLockWaitWAL = time.Millisecond
 )
 
 // applyLocking runs apply on database name, creating it if needed, while

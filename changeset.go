@@ -113,6 +113,7 @@ func (d *DB) writeChangeSet(cs changeSet, durable bool) error {
 	for _, l := range d.store.capturers {
 		l.Captured(d.name, d.pos)
 	}
+	d.store.subs.wake(d.name)
 	if durable {
 		if err := d.persistLocked(); err != nil {
 			return err
@@ -248,6 +249,7 @@ func (d *DB) flushLocked() error {
 		_ = os.Remove(f.Name())
 		return d.fail(fmt.Errorf("write LTX file: %w", err))
 	}
+	d.keepRecentLocked()
 	d.queue = d.queue[:0]
 	if d.pendingSize > 0 {
 		if err := d.pending.Truncate(0); err != nil {

@@ -63,7 +63,12 @@ type DB struct {
 
 	// Change sets captured but not yet in the LTX log, and the pending
 	// log that holds the durable ones among them.
-	queue       []queued
+	queue []queued
+	// recent keeps the last change sets flushed, one by one, while
+	// someone watches the database, so that a holder's stream can send
+	// each on its own even after the flusher merged them into one file.
+	recent      []queued
+	recentBytes int
 	pending     *os.File
 	pendingSize int64
 	posFile     *os.File

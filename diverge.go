@@ -24,7 +24,9 @@ import (
 
 // ChecksumAt returns the post-apply checksum that database name's local
 // log records at txid. ok is false when no local LTX file ends exactly at
-// txid, so the log cannot tell.
+// txid, so the log cannot tell. Change sets the flusher merged into one
+// file, but that are still kept one by one in memory for a reader's
+// stream, count as ending where they do.
 func (s *Store) ChecksumAt(name string, txid ltx.TXID) (sum ltx.Checksum, ok bool, err error) {
 	if err := ValidateName(name); err != nil {
 		return 0, false, err
@@ -32,9 +34,18 @@ func (s *Store) ChecksumAt(name string, txid ltx.TXID) (sum ltx.Checksum, ok boo
 	if db := s.DB(name); db != nil {
 		db.mu.Lock()
 		pos := db.pos
+		var mem ltx.Checksum
+		for _, q := range append(db.recent[:len(db.recent):len(db.recent)], db.queue...) {
+			if q.hdr.MaxTXID == txid {
+				mem = q.post
+			}
+		}
 		db.mu.Unlock()
 		if pos.TXID == txid {
 			return pos.PostApplyChecksum, true, nil
+		}
+		if mem != 0 {
+			return mem, true, nil
 		}
 	}
 	files, err := s.listLog(name)
@@ -42,12 +53,12 @@ func (s *Store) ChecksumAt(name string, txid ltx.TXID) (sum ltx.Checksum, ok boo
 		return 0, false, err
 	}
 	for _, f := range files {
-		if f.max != txid {
+		if f.MaxTXID != txid {
 			continue
 		}
 		// Only the trailer is needed: the file was verified when the log
 		// was loaded, and a follower asks on every poll while it is ahead.
-		_, trailer, err := ltx.ReadFileEnds(f.path)
+		_, trailer, err := ltx.ReadFileEnds(f.Path)
 		if err != nil {
 			return 0, false, err
 		}
@@ -83,7 +94,7 @@ func (s *Store) ReplaceDiverged(ctx context.Context, name string, r io.Reader, r
 		if err != nil {
 			return Pos{}, fmt.Errorf("after setting the old copy aside in %s: %w", dir, err)
 		}
-		if err := os.WriteFile(d.store.layout.BucketPosPath(d.name), []byte(pos.String()+"\n"), 0o644); err != nil {
+		if err := d.store.layout.WriteBucketPos(d.name, pos); err != nil {
 			return Pos{}, fmt.Errorf("record bucket position: %w", err)
 		}
 		return pos, nil
@@ -124,7 +135,7 @@ func (d *DB) setAsideLocked(reason string) (string, error) {
 		return "", err
 	}
 	for _, f := range files {
-		if err := os.Rename(f.path, filepath.Join(dir, "ltx", filepath.Base(f.path))); err != nil {
+		if err := os.Rename(f.Path, filepath.Join(dir, "ltx", filepath.Base(f.Path))); err != nil {
 			return "", fmt.Errorf("move LTX file to %s: %w", dir, err)
 		}
 	}

@@ -8,73 +8,26 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"sort"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/ferrydb/ferry/ltx"
 )
 
-// logFile is one file of a database's local LTX log.
-type logFile struct {
-	min, max ltx.TXID
-	path     string
-	modTime  time.Time
-}
-
-// listLog returns the database's LTX files ordered by TXID.
-func (s *Store) listLog(name string) ([]logFile, error) {
+// listLog returns the database's LTX files ordered by TXID, removing
+// temporary files left by a crash while one was written.
+func (s *Store) listLog(name string) ([]LogFile, error) {
 	dir := s.layout.LTXDir(name)
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	} else if err != nil {
-		return nil, fmt.Errorf("read LTX directory: %w", err)
-	}
-	var files []logFile
-	for _, e := range ents {
-		min, max, err := ParseLTXFilename(e.Name())
-		if err != nil {
+	if ents, err := os.ReadDir(dir); err == nil {
+		for _, e := range ents {
 			if strings.HasSuffix(e.Name(), ".ltx.tmp") {
-				// Left by a crash while it was written; never complete.
-				_ = os.Remove(dirJoin(dir, e.Name()))
+				// Never complete.
+				_ = os.Remove(filepath.Join(dir, e.Name()))
 			}
-			continue
 		}
-		info, err := e.Info()
-		if err != nil {
-			continue
-		}
-		files = append(files, logFile{min: min, max: max, path: dirJoin(dir, e.Name()), modTime: info.ModTime()})
 	}
-	sort.Slice(files, func(i, j int) bool { return files[i].max < files[j].max })
-	return files, nil
-}
-
-func dirJoin(dir, name string) string { return dir + string(os.PathSeparator) + name }
-
-// readPosFile parses a file holding Pos.String(); a missing file is the
-// zero Pos.
-func readPosFile(path string) (Pos, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return Pos{}, nil
-	} else if err != nil {
-		return Pos{}, fmt.Errorf("read position: %w", err)
-	}
-	return ParsePos(strings.TrimSpace(string(b)))
-}
-
-// ParsePos parses the form written by Pos.String.
-func ParsePos(s string) (Pos, error) {
-	var txid, chksum uint64
-	if len(s) != 33 || s[16] != '/' {
-		return Pos{}, fmt.Errorf("invalid position %q", s)
-	}
-	if _, err := fmt.Sscanf(s, "%016x/%016x", &txid, &chksum); err != nil {
-		return Pos{}, fmt.Errorf("invalid position %q: %w", s, err)
-	}
-	return Pos{TXID: ltx.TXID(txid), PostApplyChecksum: ltx.Checksum(chksum)}, nil
+	return s.layout.ListLog(name)
 }
 
 // writePosFile records pos in the database's position file. The log is the
@@ -112,24 +65,24 @@ func (d *DB) loadLog() error {
 
 	d.pos, d.lastHdr = Pos{}, ltx.Header{}
 	for i, f := range files {
-		if f.max <= recorded.TXID && i < len(files)-1 {
+		if f.MaxTXID <= recorded.TXID && i < len(files)-1 {
 			// Durable before the last sync: trust it, but keep the chain.
-			if d.pos.TXID != 0 && f.min != d.pos.TXID+1 {
+			if d.pos.TXID != 0 && f.MinTXID != d.pos.TXID+1 {
 				// The replicator refills such a gap from the bucket when
 				// it can; the position is the newest file's all the same.
-				d.logger.Warn("local LTX log is missing a file", "txids", fmt.Sprintf("%s-%s", d.pos.TXID+1, f.min-1))
+				d.logger.Warn("local LTX log is missing a file", "txids", fmt.Sprintf("%s-%s", d.pos.TXID+1, f.MinTXID-1))
 			}
-			d.pos.TXID = f.max
+			d.pos.TXID = f.MaxTXID
 			continue
 		}
-		hdr, trailer, err := verifyLTXFile(f.path)
-		if err == nil && f.min != d.pos.TXID+1 && d.pos.TXID != 0 {
-			err = fmt.Errorf("gap in log before %s", f.path)
+		hdr, trailer, err := verifyLTXFile(f.Path)
+		if err == nil && f.MinTXID != d.pos.TXID+1 && d.pos.TXID != 0 {
+			err = fmt.Errorf("gap in log before %s", f.Path)
 		}
 		if err != nil {
-			d.logger.Warn("removing damaged or out-of-order LTX files", "from", f.path, "err", err)
+			d.logger.Warn("removing damaged or out-of-order LTX files", "from", f.Path, "err", err)
 			for _, g := range files[i:] {
-				if err := os.Remove(g.path); err != nil {
+				if err := os.Remove(g.Path); err != nil {
 					return fmt.Errorf("remove damaged LTX file: %w", err)
 				}
 			}
@@ -143,11 +96,11 @@ func (d *DB) loadLog() error {
 		// read the newest for its checksum.
 		last := files[0]
 		for _, f := range files {
-			if f.max == d.pos.TXID {
+			if f.MaxTXID == d.pos.TXID {
 				last = f
 			}
 		}
-		hdr, trailer, err := verifyLTXFile(last.path)
+		hdr, trailer, err := verifyLTXFile(last.Path)
 		if err != nil {
 			return fmt.Errorf("read newest LTX file: %w", err)
 		}
@@ -249,7 +202,7 @@ func (d *DB) enforceRetention(now time.Time) error {
 	}
 	keepAbove := ltx.TXID(1<<64 - 1)
 	if d.store.opts.KeepUntilUploaded {
-		bpos, err := readPosFile(d.store.layout.BucketPosPath(d.name))
+		bpos, err := d.store.layout.ReadBucketPos(d.name)
 		if err != nil {
 			return err
 		}
@@ -257,10 +210,10 @@ func (d *DB) enforceRetention(now time.Time) error {
 	}
 	cutoff := now.Add(-d.store.opts.Retention)
 	for _, f := range files[:len(files)-1] {
-		if !f.modTime.Before(cutoff) || f.max > keepAbove {
+		if !f.ModTime.Before(cutoff) || f.MaxTXID > keepAbove {
 			break
 		}
-		if err := os.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := os.Remove(f.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove expired LTX file: %w", err)
 		}
 	}
@@ -271,19 +224,19 @@ func (d *DB) enforceRetention(now time.Time) error {
 // not start one TXID after the previous one ends, or whose pre-apply
 // checksum is not the previous file's post-apply checksum. It reads only
 // each file's header and trailer.
-func checkChain(files []logFile) error {
+func checkChain(files []LogFile) error {
 	var prev ltx.Trailer
 	for i, f := range files {
-		hdr, trailer, err := ltx.ReadFileEnds(f.path)
+		hdr, trailer, err := ltx.ReadFileEnds(f.Path)
 		if err != nil {
 			return err
 		}
 		if i > 0 {
-			if f.min != files[i-1].max+1 {
-				return fmt.Errorf("local LTX log is missing TXIDs %s-%s", files[i-1].max+1, f.min-1)
+			if f.MinTXID != files[i-1].MaxTXID+1 {
+				return fmt.Errorf("local LTX log is missing TXIDs %s-%s", files[i-1].MaxTXID+1, f.MinTXID-1)
 			}
 			if !hdr.NoChecksum() && hdr.PreApplyChecksum != prev.PostApplyChecksum {
-				return fmt.Errorf("local LTX file %s starts from checksum %s, the file before it ends at %s", LTXFilename(f.min, f.max), hdr.PreApplyChecksum, prev.PostApplyChecksum)
+				return fmt.Errorf("local LTX file %s starts from checksum %s, the file before it ends at %s", LTXFilename(f.MinTXID, f.MaxTXID), hdr.PreApplyChecksum, prev.PostApplyChecksum)
 			}
 		}
 		prev = trailer

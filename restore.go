@@ -143,5 +143,5 @@ func writeRestoredSnapshot(layout Layout, name, path string, pos Pos) error {
 	if err := out.Sync(); err != nil {
 		return err
 	}
-	return os.WriteFile(layout.BucketPosPath(name), []byte(pos.String()+"\n"), 0o644)
+	return layout.WriteBucketPos(name, pos)
 }

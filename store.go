@@ -76,6 +76,7 @@ type Store struct {
 	durable     DurableWaiter
 	synchronous func(name string) bool
 	walWatch    *walWatcher // nil where WALs are followed by polling alone
+	subs        subscriptions
 
 	mu        sync.Mutex
 	restoreMu sync.Mutex
@@ -484,6 +485,7 @@ func (s *Store) notify(name string, pos Pos) {
 	for _, l := range s.listeners {
 		l.Committed(name, pos)
 	}
+	s.subs.wake(name)
 }
 
 // writeTerm asks the write guard, without acquiring anything, whether name

@@ -43,11 +43,11 @@ func VerifyFiles(ctx context.Context, layout Layout, name string) (Pos, ltx.Chec
 	if err := checkChain(files); err != nil {
 		return Pos{}, 0, fmt.Errorf("%q: %w", name, err)
 	}
-	_, trailer, err := verifyLTXFile(files[len(files)-1].path)
+	_, trailer, err := verifyLTXFile(files[len(files)-1].Path)
 	if err != nil {
 		return Pos{}, 0, err
 	}
-	pos := Pos{TXID: files[len(files)-1].max, PostApplyChecksum: trailer.PostApplyChecksum}
+	pos := Pos{TXID: files[len(files)-1].MaxTXID, PostApplyChecksum: trailer.PostApplyChecksum}
 
 	hdr, err := d.readHeader()
 	if err != nil || !hdr.valid() {

@@ -24,7 +24,7 @@ const (
 	walLockOffset   = 120 // first WAL lock byte in the -shm file
 	walLockCount    = 8   // write, checkpoint, recover and five read locks
 	lockPollInitial = time.Millisecond
-	lockPollMax     = 50 * time.Millisecond
+	lockPollMax     = 5 * time.Millisecond
 )
 
 // LockDatabase takes the locks a writer holding an exclusive lock would

@@ -99,6 +99,15 @@ type Member struct {
 	Failing bool `json:"failing,omitempty"`
 }
 
+// PeerLocator is implemented by a Manager that knows where other nodes
+// serve their peer stream: the advertised HTTP URL each node published
+// with its membership or its lease.
+type PeerLocator interface {
+	// PeerURL returns the advertised HTTP URL of node; ok is false when
+	// the node published none.
+	PeerURL(node string) (url string, ok bool)
+}
+
 // Status is a snapshot of the lease state as seen by the local node.
 type Status struct {
 	// Type is "raft", "static" or "s3".

@@ -50,6 +50,10 @@ type Follower struct {
 	// Writer reports whether this node writes a database; those are
 	// skipped, since their history is made here.
 	Writer func(name string) bool
+	// Streamed, if set, reports whether a database arrives from its
+	// holder's peer stream now; those are skipped too, and followed here
+	// again as soon as the stream is lost.
+	Streamed func(name string) bool
 	// Interval is the time between polls of each database.
 	Interval time.Duration
 	// Logger receives errors; one failing database does not stop the
@@ -71,7 +75,7 @@ func (f *Follower) Run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if f.Writer(name) {
+			if f.Writer(name) || (f.Streamed != nil && f.Streamed(name)) {
 				continue
 			}
 			pos, applied, err := f.Replicator.Follow(ctx, name, f.Applier)

@@ -40,8 +40,8 @@ func (g logGap) String() string { return fmt.Sprintf("TXIDs %s-%s", g.min, g.max
 func findGaps(local []localFile) []logGap {
 	var gaps []logGap
 	for i := 1; i < len(local); i++ {
-		if local[i].min > local[i-1].max+1 {
-			gaps = append(gaps, logGap{i: i, min: local[i-1].max + 1, max: local[i].min - 1})
+		if local[i].MinTXID > local[i-1].MaxTXID+1 {
+			gaps = append(gaps, logGap{i: i, min: local[i-1].MaxTXID + 1, max: local[i].MinTXID - 1})
 		}
 	}
 	return gaps
@@ -139,12 +139,12 @@ func (r *Replicator) planGap(files *dbFiles, local []localFile, g logGap) (plan 
 	// after it except the newest.
 	ends := map[ltx.TXID]int{g.max: g.i}
 	for k := g.i; k < len(local)-1; k++ {
-		ends[local[k].max] = k + 1
+		ends[local[k].MaxTXID] = k + 1
 	}
 	for from = g.i; from >= 0; from-- {
 		start := g.min
 		if from < g.i {
-			start = local[from].min
+			start = local[from].MinTXID
 		}
 		if path, to := shortestChain(byMin, start, ends); path != nil {
 			return path, from, to
@@ -202,7 +202,7 @@ func (r *Replicator) refill(ctx context.Context, db *database, local []localFile
 	bufs := make([][]byte, len(plan))
 	var post ltx.Checksum
 	if from > 0 {
-		_, trailer, err := ltx.ReadFileEnds(local[from-1].path)
+		_, trailer, err := ltx.ReadFileEnds(local[from-1].Path)
 		if err != nil {
 			return err
 		}
@@ -229,20 +229,20 @@ func (r *Replicator) refill(ctx context.Context, db *database, local []localFile
 	}
 	// The objects must continue the local log on at least one side; the
 	// far side of another gap is checked when that gap is refilled.
-	if end := plan[len(plan)-1].MaxTXID; local[to].min == end+1 {
-		hdr, _, err := ltx.ReadFileEnds(local[to].path)
+	if end := plan[len(plan)-1].MaxTXID; local[to].MinTXID == end+1 {
+		hdr, _, err := ltx.ReadFileEnds(local[to].Path)
 		if err != nil {
 			return err
 		}
 		if hdr.PreApplyChecksum != post {
-			return fmt.Errorf("%w: the local file %s starts from checksum %s, the bucket's objects end at %s", ErrConflict, filepath.Base(local[to].path), hdr.PreApplyChecksum, post)
+			return fmt.Errorf("%w: the local file %s starts from checksum %s, the bucket's objects end at %s", ErrConflict, filepath.Base(local[to].Path), hdr.PreApplyChecksum, post)
 		}
 	} else if from == 0 {
 		return fmt.Errorf("no local file next to TXIDs %s-%s to check the bucket's objects against", plan[0].MinTXID, end)
 	}
 
 	for _, f := range local[from:to] {
-		if err := os.Remove(f.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := os.Remove(f.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}

@@ -20,14 +20,14 @@ func replayLocalLog(t *testing.T, r *Replicator, name string) string {
 	}
 	a := newFileApplier(t)
 	for _, f := range local {
-		file, err := os.Open(f.path)
+		file, err := os.Open(f.Path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, err = a.ApplyLTX(context.Background(), name, file)
 		file.Close()
 		if err != nil {
-			t.Fatalf("replay local log at %s: %v", filepath.Base(f.path), err)
+			t.Fatalf("replay local log at %s: %v", filepath.Base(f.Path), err)
 		}
 	}
 	return a.path(name)
@@ -84,7 +84,7 @@ func TestLocalLogGapRefilled(t *testing.T) {
 	}
 	var names []string
 	for _, f := range local {
-		names = append(names, filepath.Base(f.path))
+		names = append(names, filepath.Base(f.Path))
 	}
 	gaps := findGaps(local)
 	if len(gaps) != 1 || gaps[0].min != 9 || gaps[0].max != 9 {

@@ -190,16 +190,16 @@ func (r *Replicator) rebuildObject(ctx context.Context, db *database, fi fileInf
 	}
 	var batch []localFile
 	for _, f := range local {
-		if f.min >= fi.MinTXID && f.max <= fi.MaxTXID {
+		if f.MinTXID >= fi.MinTXID && f.MaxTXID <= fi.MaxTXID {
 			batch = append(batch, f)
 		}
 	}
-	if len(batch) == 0 || batch[0].min != fi.MinTXID || batch[len(batch)-1].max != fi.MaxTXID {
+	if len(batch) == 0 || batch[0].MinTXID != fi.MinTXID || batch[len(batch)-1].MaxTXID != fi.MaxTXID {
 		return false, fmt.Errorf("the local log does not hold TXIDs %s-%s in files of their own", fi.MinTXID, fi.MaxTXID), nil
 	}
 	for i := 1; i < len(batch); i++ {
-		if batch[i].min != batch[i-1].max+1 {
-			return false, fmt.Errorf("the local log has a gap after TXID %s", batch[i-1].max), nil
+		if batch[i].MinTXID != batch[i-1].MaxTXID+1 {
+			return false, fmt.Errorf("the local log has a gap after TXID %s", batch[i-1].MaxTXID), nil
 		}
 	}
 	data, hdr, trailer, err := compactLocal(ctx, batch)

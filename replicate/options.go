@@ -35,6 +35,11 @@ type Level struct {
 type Options struct {
 	// Prefix is the key prefix of every object, such as "ferry".
 	Prefix string
+	// Streamed, if set, reports whether database name reaches this node
+	// from another node's peer stream. Local change sets past the
+	// bucket's head are then the holder's, which uploads them: this node
+	// does not try to.
+	Streamed func(name string) bool
 	// UploadInterval is how long changes to one database are gathered
 	// into one L0 upload. A busy database costs one PUT per interval.
 	UploadInterval time.Duration

@@ -31,7 +31,7 @@ import (
 func samePageSize(batch []localFile) ([]localFile, error) {
 	var first uint32
 	for i, lf := range batch {
-		size, err := localPageSize(lf.path)
+		size, err := localPageSize(lf.Path)
 		if err != nil {
 			return nil, err
 		}

@@ -37,7 +37,7 @@ func writeLTX(t *testing.T, dir string, pageSize uint32, txid ltx.TXID, pre ltx.
 	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return localFile{min: txid, max: txid, path: path, size: int64(buf.Len())}, post
+	return localFile{MinTXID: txid, MaxTXID: txid, Path: path, Size: int64(buf.Len())}, post
 }
 
 // TestUploadBatchStopsAtPageSizeChange checks that a batch never mixes
@@ -53,7 +53,7 @@ func TestUploadBatchStopsAtPageSizeChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[1].max != 2 {
+	if len(got) != 2 || got[1].MaxTXID != 2 {
 		t.Fatalf("batch = %v, want the two 1024-byte files", got)
 	}
 	spool, hdr, _, err := compactLocal(t.Context(), got)
@@ -69,7 +69,7 @@ func TestUploadBatchStopsAtPageSizeChange(t *testing.T) {
 	}
 
 	// A damaged header is an error, not a silent cut.
-	if err := os.WriteFile(b.path, []byte("not an LTX file"), 0o644); err != nil {
+	if err := os.WriteFile(b.Path, []byte("not an LTX file"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := samePageSize([]localFile{a, b}); err == nil {

@@ -4,10 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -305,82 +301,18 @@ func (r *Replicator) recordError(db *database, err error) {
 }
 
 // localDatabases lists the databases that have a local LTX directory.
-func (r *Replicator) localDatabases() ([]string, error) {
-	root := filepath.Join(r.layout.Dir, "meta")
-	var names []string
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		if !d.IsDir() || d.Name() != "ltx" || p == root {
-			return nil
-		}
-		rel, err := filepath.Rel(root, filepath.Dir(p))
-		if err != nil {
-			return err
-		}
-		name := filepath.ToSlash(rel)
-		if ferry.ValidateName(name) == nil && r.layout.LTXDir(name) == p {
-			names = append(names, name)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("scan %s: %w", root, err)
-	}
-	return names, nil
-}
+func (r *Replicator) localDatabases() ([]string, error) { return r.layout.LogDatabases() }
 
 // localFile is one file of a database's local LTX log.
-type localFile struct {
-	min, max ltx.TXID
-	path     string
-	size     int64
-}
+type localFile = ferry.LogFile
 
 // localFiles lists database name's local LTX log in TXID order.
-func (r *Replicator) localFiles(name string) ([]localFile, error) {
-	dir := r.layout.LTXDir(name)
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	} else if err != nil {
-		return nil, fmt.Errorf("read local LTX log: %w", err)
-	}
-	var out []localFile
-	for _, e := range ents {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".ltx") {
-			continue
-		}
-		min, max, err := ferry.ParseLTXFilename(e.Name())
-		if err != nil {
-			continue
-		}
-		info, err := e.Info()
-		if err != nil {
-			continue // removed by the log's retention meanwhile
-		}
-		out = append(out, localFile{min: min, max: max, path: filepath.Join(dir, e.Name()), size: info.Size()})
-	}
-	// ReadDir sorts by name, and fixed-width hex names sort by TXID.
-	return out, nil
-}
+func (r *Replicator) localFiles(name string) ([]localFile, error) { return r.layout.ListLog(name) }
 
 // writeBucketPos records the bucket's position in the data directory, so
 // the local log keeps every file after it.
 func (r *Replicator) writeBucketPos(name string, pos ferry.Pos) error {
-	path := r.layout.BucketPosPath(name)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(pos.String()+"\n"), 0o644); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := r.layout.WriteBucketPos(name, pos); err != nil {
 		return err
 	}
 	db := r.get(name)
@@ -393,13 +325,9 @@ func (r *Replicator) writeBucketPos(name string, pos ferry.Pos) error {
 // readBucketPos reads the position writeBucketPos recorded, or the zero
 // Pos if there is none or it cannot be parsed.
 func (r *Replicator) readBucketPos(name string) ferry.Pos {
-	data, err := os.ReadFile(r.layout.BucketPosPath(name))
+	pos, err := r.layout.ReadBucketPos(name)
 	if err != nil {
 		return ferry.Pos{}
 	}
-	var txid, sum uint64
-	if _, err := fmt.Sscanf(strings.TrimSpace(string(data)), "%016x/%016x", &txid, &sum); err != nil {
-		return ferry.Pos{}
-	}
-	return ferry.Pos{TXID: ltx.TXID(txid), PostApplyChecksum: ltx.Checksum(sum)}
+	return pos
 }

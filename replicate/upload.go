@@ -77,12 +77,15 @@ func (r *Replicator) upload(ctx context.Context, db *database) error {
 		// arrive meanwhile wait for the next interval, so that a busy
 		// database costs one upload per interval, not one per commit.
 		if target == 0 && len(pending) > 0 {
-			target = pending[len(pending)-1].max
+			target = pending[len(pending)-1].MaxTXID
 		}
-		for len(pending) > 0 && pending[len(pending)-1].max > target {
+		for len(pending) > 0 && pending[len(pending)-1].MaxTXID > target {
 			pending = pending[:len(pending)-1]
 		}
 
+		if len(pending) > 0 && r.opts.Streamed != nil && r.opts.Streamed(db.name) {
+			return nil
+		}
 		if db.needObject {
 			if err := r.putAnnounced(ctx, db, local); err != nil {
 				return err
@@ -133,7 +136,7 @@ func (r *Replicator) headHidesLocal(db *database, local []localFile) bool {
 	if !db.needObject || db.wrote || len(local) == 0 || h.TXID == 0 {
 		return false
 	}
-	last := local[len(local)-1].max
+	last := local[len(local)-1].MaxTXID
 	return last >= h.LastMin && !(last == h.TXID && r.ownHead(db.name, h))
 }
 
@@ -145,7 +148,7 @@ func (r *Replicator) headContradictsLocal(db *database, local []localFile) bool 
 	if db.wrote || db.needObject || len(local) == 0 || h.TXID == 0 {
 		return false
 	}
-	return local[len(local)-1].max == h.TXID && !r.ownHead(db.name, h)
+	return local[len(local)-1].MaxTXID == h.TXID && !r.ownHead(db.name, h)
 }
 
 // errReadOnly ends an upload round quietly on a node that may not write.
@@ -162,10 +165,10 @@ func (r *Replicator) ownHead(name string, h head) bool {
 		return false
 	}
 	for _, f := range local {
-		if f.max != h.TXID {
+		if f.MaxTXID != h.TXID {
 			continue
 		}
-		data, err := os.ReadFile(f.path)
+		data, err := os.ReadFile(f.Path)
 		if err != nil {
 			return false
 		}
@@ -208,7 +211,7 @@ func (r *Replicator) load(ctx context.Context, db *database) error {
 // pendingFiles returns the local files after the bucket's TXID.
 func pendingFiles(local []localFile, after ltx.TXID) []localFile {
 	for i, f := range local {
-		if f.max > after {
+		if f.MaxTXID > after {
 			return local[i:]
 		}
 	}
@@ -256,14 +259,14 @@ func (r *Replicator) uploadBatch(ctx context.Context, db *database, batch []loca
 
 	first, last := batch[0], batch[len(batch)-1]
 	switch {
-	case first.min > h.TXID+1:
-		return r.stale(db, fmt.Errorf("upload %s: %w: local log starts at %s but the bucket ends at %s", db.name, ErrConflict, first.min, h.TXID))
-	case first.min <= h.TXID:
-		return r.stale(db, fmt.Errorf("upload %s: %w: local file %s-%s straddles the bucket's TXID %s", db.name, ErrConflict, first.min, first.max, h.TXID))
+	case first.MinTXID > h.TXID+1:
+		return r.stale(db, fmt.Errorf("upload %s: %w: local log starts at %s but the bucket ends at %s", db.name, ErrConflict, first.MinTXID, h.TXID))
+	case first.MinTXID <= h.TXID:
+		return r.stale(db, fmt.Errorf("upload %s: %w: local file %s-%s straddles the bucket's TXID %s", db.name, ErrConflict, first.MinTXID, first.MaxTXID, h.TXID))
 	}
 	for i := 1; i < len(batch); i++ {
-		if batch[i].min != batch[i-1].max+1 {
-			return fmt.Errorf("upload %s: local log has a gap between %s and %s", db.name, batch[i-1].max, batch[i].min)
+		if batch[i].MinTXID != batch[i-1].MaxTXID+1 {
+			return fmt.Errorf("upload %s: local log has a gap between %s and %s", db.name, batch[i-1].MaxTXID, batch[i].MinTXID)
 		}
 	}
 
@@ -276,18 +279,18 @@ func (r *Replicator) uploadBatch(ctx context.Context, db *database, batch []loca
 		return r.stale(db, fmt.Errorf("upload %s: %w: local TXID %s follows checksum %s, the bucket has %s", db.name, ErrConflict, hdr.MinTXID, hdr.PreApplyChecksum, h.Checksum))
 	}
 
-	next := head{TXID: last.max, Checksum: trailer.PostApplyChecksum, Epoch: epoch, LastMin: first.min, Node: r.opts.Node, Mode: r.fileMode(db.name, h.Mode), Time: hdr.Timestamp}
-	if next.PageSize, next.PageSizeSince, err = r.nextPageSize(ctx, db, first.min, hdr.PageSize); err != nil {
+	next := head{TXID: last.MaxTXID, Checksum: trailer.PostApplyChecksum, Epoch: epoch, LastMin: first.MinTXID, Node: r.opts.Node, Mode: r.fileMode(db.name, h.Mode), Time: hdr.Timestamp}
+	if next.PageSize, next.PageSizeSince, err = r.nextPageSize(ctx, db, first.MinTXID, hdr.PageSize); err != nil {
 		return fmt.Errorf("upload %s: %w", db.name, err)
 	}
 	if err := r.advanceHead(ctx, db, next); err != nil {
 		return err
 	}
 	db.needObject = true
-	if err := r.storeL0(ctx, db, first.min, ferry.Pos{TXID: last.max, PostApplyChecksum: trailer.PostApplyChecksum}, data, hdr); err != nil {
+	if err := r.storeL0(ctx, db, first.MinTXID, ferry.Pos{TXID: last.MaxTXID, PostApplyChecksum: trailer.PostApplyChecksum}, data, hdr); err != nil {
 		return err
 	}
-	if next.PageSizeSince == first.min {
+	if next.PageSizeSince == first.MinTXID {
 		// The page size changed: until the snapshot exists, stock tools
 		// cannot restore past this batch. Maintenance retries a failure.
 		if err := r.changeSnapshot(ctx, db); err != nil {
@@ -400,11 +403,11 @@ func (r *Replicator) putAnnounced(ctx context.Context, db *database, local []loc
 	}
 	var batch []localFile
 	for _, f := range local {
-		if f.min >= h.LastMin && f.max <= h.TXID {
+		if f.MinTXID >= h.LastMin && f.MaxTXID <= h.TXID {
 			batch = append(batch, f)
 		}
 	}
-	if len(batch) == 0 || batch[0].min != h.LastMin || batch[len(batch)-1].max != h.TXID {
+	if len(batch) == 0 || batch[0].MinTXID != h.LastMin || batch[len(batch)-1].MaxTXID != h.TXID {
 		// Another node announced it; settleTakeover deals with that.
 		return nil
 	}
@@ -515,7 +518,7 @@ func compactLocal(ctx context.Context, batch []localFile) (*spool, ltx.Header, l
 	}()
 	readers := make([]io.Reader, 0, len(batch))
 	for _, lf := range batch {
-		f, err := os.Open(lf.path)
+		f, err := os.Open(lf.Path)
 		if err != nil {
 			return fail(fmt.Errorf("open local LTX file: %w", err))
 		}
@@ -528,14 +531,14 @@ func compactLocal(ctx context.Context, batch []localFile) (*spool, ltx.Header, l
 		dec := ltx.NewDecoder(io.TeeReader(readers[0], out))
 		if err := dec.Verify(); err != nil {
 			out.Close()
-			return fail(fmt.Errorf("local file %s: %w", batch[0].path, err))
+			return fail(fmt.Errorf("local file %s: %w", batch[0].Path, err))
 		}
 		return out, dec.Header(), dec.Trailer(), nil
 	}
 	c := ltx.NewCompactor(out, readers...)
 	if err := c.Compact(ctx); err != nil {
 		out.Close()
-		return fail(fmt.Errorf("merge local files %s-%s: %w", batch[0].min, batch[len(batch)-1].max, err))
+		return fail(fmt.Errorf("merge local files %s-%s: %w", batch[0].MinTXID, batch[len(batch)-1].MaxTXID, err))
 	}
 	return out, c.Header(), c.Trailer(), nil
 }
@@ -544,7 +547,7 @@ func compactLocal(ctx context.Context, batch []localFile) (*spool, ltx.Header, l
 func (r *Replicator) setBacklog(db *database, pending []localFile) {
 	var n int64
 	for _, f := range pending {
-		n += f.size
+		n += f.Size
 	}
 	db.statMu.Lock()
 	db.backlog, db.backlogBytes = len(pending), n

@@ -38,6 +38,7 @@ type Config struct {
 	Bucket BucketConfig `yaml:"bucket"`
 	Lease  LeaseConfig  `yaml:"lease"`
 	Proxy  ProxyConfig  `yaml:"proxy"`
+	HTTP   HTTPConfig   `yaml:"http"`
 
 	// Metrics is the metrics section: /metrics and /health.
 	Metrics MetricsConfig `yaml:"metrics"`
@@ -188,6 +189,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log.format %q: want text or json", c.Log.Format))
 	}
 	if err := c.Cluster.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.HTTP.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Proxy.validate(); err != nil {

@@ -233,6 +233,9 @@ type leaseHooks struct {
 	// Drain runs before this node gives up a lease it holds, while the
 	// lease is still valid (uploading what the bucket lacks).
 	Drain lease.Drain
+	// URL is this node's advertised HTTP URL, published with its
+	// membership so that readers find the holder's peer stream.
+	URL string
 }
 
 // open starts the lease manager the section describes. dataDir is the
@@ -271,7 +274,7 @@ func (c LeaseConfig) open(ctx context.Context, dataDir string, logger *slog.Logg
 			dir = filepath.Join(dataDir, "raft")
 		}
 		return raftlease.Open(ctx, raftlease.Config{
-			Node: node, Region: c.region(), Bind: bind, Advertise: c.Raft.Advertise, Dir: dir,
+			Node: node, Region: c.region(), Bind: bind, Advertise: c.Raft.Advertise, Dir: dir, URL: hooks.URL,
 			Peers: c.Raft.Peers, Discovery: c.Raft.Discovery, DiscoveryPort: c.Raft.DiscoveryPort,
 			MaxVoters: c.Raft.MaxVoters, DeadAfter: c.Raft.DeadAfter,
 			TTL: c.TTL, AcquireTimeout: c.AcquireTimeout, Placement: c.placement(), CatchUp: hooks.CatchUp, Drain: hooks.Drain,
@@ -284,7 +287,7 @@ func (c LeaseConfig) open(ctx context.Context, dataDir string, logger *slog.Logg
 			return nil, err
 		}
 		return s3lease.New(s3lease.Config{
-			Client: client, Bucket: c.S3.Bucket, Prefix: c.S3.Prefix, Node: node, Region: c.region(),
+			Client: client, Bucket: c.S3.Bucket, Prefix: c.S3.Prefix, Node: node, Region: c.region(), URL: hooks.URL,
 			TTL: c.TTL, AcquireTimeout: c.AcquireTimeout, Placement: c.placement(), CatchUp: hooks.CatchUp, Drain: hooks.Drain,
 			Logger: logger.With("component", "lease"),
 		})

@@ -30,6 +30,7 @@ Commands:
 	handoff   move a database's write lease to another node
 	verify    recompute a database's checksum from scratch and compare
 	bench     measure write and read throughput through the mount
+	bench-stream  measure how soon a replica sees the holder's commits
 	version   print the version
 
 Run 'ferry <command> -h' for a command's flags.
@@ -71,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runVerify(ctx, rest, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, stdout, stderr)
+	case "bench-stream":
+		return runBenchStream(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "ferry", version)
 		return nil

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferrydb/ferry"
@@ -36,6 +37,13 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 	guard := lease.NewUploadGuard(node)
 	opts := cfg.Bucket.replicatorOptions()
 	opts.Guard, opts.Node, opts.Logger = guard, node, logger.With("component", "replicate")
+	// The peer client starts after the replicator; until then nothing is
+	// streamed.
+	var following atomic.Pointer[func(string) bool]
+	opts.Streamed = func(name string) bool {
+		f := following.Load()
+		return f != nil && (*f)(name)
+	}
 	rep := replicate.New(backend, ferry.Layout{Dir: dataDir}, opts)
 
 	// Raft listens for peers, so it must not start open to anyone who
@@ -58,6 +66,7 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 
 	mgr, err := cfg.Lease.open(ctx, dataDir, logger, leaseHooks{
 		Auth: auth,
+		URL:  cfg.HTTP.advertiseURL(),
 		// A new writer first catches up to the bucket, so a node waking
 		// from a long stop never throws newer history away.
 		CatchUp: rep.CatchUpFunc(store),
@@ -142,14 +151,21 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 	if err != nil {
 		return nil, nil, errors.Join(err, stopMetrics(), stopStatus(), rep.Close(ctx), mgr.Close())
 	}
-	stopFollower := startFollower(ctx, cfg.Bucket.followInterval(), rep, store, guard, logger)
+	stopPeers, streamed, isFollowing, err := startPeers(ctx, cfg.HTTP, node, mgr, store, guard, auth, logger)
+	if err != nil {
+		return nil, nil, errors.Join(err, stopProxy(), stopMetrics(), stopStatus(), rep.Close(ctx), mgr.Close())
+	}
+	if isFollowing != nil {
+		following.Store(&isFollowing)
+	}
+	stopFollower := startFollower(ctx, cfg.Bucket.followInterval(), rep, store, guard, streamed, logger)
 
 	return func(ctx context.Context) error {
 		// The replicator uploads what is pending while the leases are
 		// still held; once released, those uploads would be fenced off.
 		stopFollower()
 		stopWatch()
-		err := errors.Join(stopProxy(), stopMetrics(), stopStatus(), rep.Close(ctx))
+		err := errors.Join(stopPeers(), stopProxy(), stopMetrics(), stopStatus(), rep.Close(ctx))
 		// A lease that cannot be released (say, the Raft quorum is gone)
 		// simply expires after its TTL; that is no reason to fail the exit.
 		if cerr := mgr.Close(); cerr != nil {
@@ -161,7 +177,7 @@ func startServices(ctx context.Context, cfg *Config, store *ferry.Store, logger 
 
 // startFollower keeps the databases this node does not write current with
 // the bucket, every interval (zero: never). stop waits for it to end.
-func startFollower(ctx context.Context, interval time.Duration, rep *replicate.Replicator, store *ferry.Store, guard *lease.UploadGuard, logger *slog.Logger) (stop func()) {
+func startFollower(ctx context.Context, interval time.Duration, rep *replicate.Replicator, store *ferry.Store, guard *lease.UploadGuard, streamed func(string) bool, logger *slog.Logger) (stop func()) {
 	if interval <= 0 {
 		return func() {}
 	}
@@ -171,6 +187,7 @@ func startFollower(ctx context.Context, interval time.Duration, rep *replicate.R
 		Applier:    store,
 		Databases:  store.DBs,
 		Writer:     guard.Holds,
+		Streamed:   streamed,
 		Interval:   interval,
 		Logger:     logger.With("component", "follow"),
 	}

@@ -36,6 +36,9 @@ type command struct {
 	ReserveFor string `json:"reserveFor,omitempty"`
 	Region     string `json:"region,omitempty"`
 	Addr       string `json:"addr,omitempty"`
+	// URL is a registering node's advertised HTTP URL, where it serves
+	// the peer stream.
+	URL string `json:"url,omitempty"`
 	// Prefer, on a grant, is the database's preferred region when the
 	// requester is outside it; the leader refuses the grant while a
 	// candidate in that region is up. Only the leader knows who is up.
@@ -66,6 +69,7 @@ func (e entry) lease(name string) lease.Lease {
 type nodeInfo struct {
 	Region string `json:"region,omitempty"`
 	Addr   string `json:"addr,omitempty"`
+	URL    string `json:"url,omitempty"`
 }
 
 // applyResult is what Apply returns for a lease command.
@@ -109,7 +113,7 @@ func (f *fsm) Apply(l *raft.Log) interface{} {
 
 func (f *fsm) applyLocked(index uint64, c command) (applyResult, bool) {
 	if c.Op == opRegister {
-		f.st.Nodes[c.Node] = nodeInfo{Region: c.Region, Addr: c.Addr}
+		f.st.Nodes[c.Node] = nodeInfo{Region: c.Region, Addr: c.Addr, URL: c.URL}
 		return applyResult{}, false
 	}
 	if c.Name == "" || c.Node == "" {

@@ -41,6 +41,10 @@ type Config struct {
 	Listener net.Listener
 	// Advertise is the address peers dial. Default: the listener's address.
 	Advertise string
+	// URL is this node's advertised HTTP URL (http.advertise-url), which
+	// it registers with the cluster so that readers find the holder's
+	// peer stream. Empty: no stream is served.
+	URL string
 	// Dir holds raft.db (raft-boltdb) and snapshots. Empty keeps everything
 	// in memory, which is only for tests.
 	Dir string
@@ -393,6 +397,16 @@ func (m *Manager) Holder(name string) (string, uint64, bool) {
 		return "", 0, false
 	}
 	return l.Holder, l.Epoch, true
+}
+
+// PeerURL implements lease.PeerLocator: the advertised HTTP URL node
+// registered when it joined.
+func (m *Manager) PeerURL(node string) (string, bool) {
+	n, ok := m.fsm.node(node)
+	if !ok || n.URL == "" {
+		return "", false
+	}
+	return n.URL, true
 }
 
 // Acquire implements lease.Manager.

@@ -30,7 +30,7 @@ const memberCheck = time.Second
 // has no leader.
 func (m *Manager) joinLoop() {
 	defer m.wg.Done()
-	req := joinReq{ID: m.cfg.Node, Addr: m.addr, Region: m.cfg.Region}
+	req := joinReq{ID: m.cfg.Node, Addr: m.addr, Region: m.cfg.Region, URL: m.cfg.URL}
 	joined := false
 	for attempt := 0; ; attempt++ {
 		wait := joinRetry
@@ -225,8 +225,8 @@ func (m *Manager) joinVia(ctx context.Context, req joinReq, hops int) error {
 		m.health.added(req.ID)
 		m.log.Info("added lease cluster member", "node", req.ID, "addr", req.Addr, "voter", voters < m.cfg.MaxVoters)
 	}
-	if n, ok := m.fsm.node(req.ID); !ok || n.Region != req.Region || n.Addr != req.Addr {
-		if _, err := m.applyLocal(ctx, command{Op: opRegister, Node: req.ID, Region: req.Region, Addr: req.Addr}); err != nil {
+	if n, ok := m.fsm.node(req.ID); !ok || n.Region != req.Region || n.Addr != req.Addr || n.URL != req.URL {
+		if _, err := m.applyLocal(ctx, command{Op: opRegister, Node: req.ID, Region: req.Region, Addr: req.Addr, URL: req.URL}); err != nil {
 			return fmt.Errorf("register %s: %w", req.ID, err)
 		}
 	}

@@ -50,6 +50,7 @@ type joinReq struct {
 	ID     string `json:"id"`
 	Addr   string `json:"addr"`
 	Region string `json:"region,omitempty"`
+	URL    string `json:"url,omitempty"`
 }
 
 type rpcResponse struct {

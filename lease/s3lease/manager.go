@@ -47,6 +47,10 @@ type Config struct {
 	// Node and Region identify the local node.
 	Node   string
 	Region string
+	// URL is this node's advertised HTTP URL (http.advertise-url),
+	// written into every lease object it holds so that readers find its
+	// peer stream. Empty: none.
+	URL string
 	// TTL is the lease duration. Default 10s. Renewal runs every TTL/4.
 	TTL time.Duration
 	// AcquireTimeout bounds an on-demand acquire. Default 5s.
@@ -66,8 +70,11 @@ const maxStatusObjects = 1000
 
 // record is the lease object's content.
 type record struct {
-	Holder        string `json:"holder,omitempty"`
-	Region        string `json:"region,omitempty"`
+	Holder string `json:"holder,omitempty"`
+	Region string `json:"region,omitempty"`
+	// URL is the holder's advertised HTTP URL, where it streams the
+	// database to readers.
+	URL           string `json:"url,omitempty"`
 	Epoch         uint64 `json:"epoch"`
 	Expires       int64  `json:"expires,omitempty"` // unix ns, holder's clock
 	ReservedFor   string `json:"reservedFor,omitempty"`
@@ -100,6 +107,7 @@ type Manager struct {
 
 	mu    sync.Mutex
 	cache map[string]known
+	urls  map[string]string // node -> advertised URL, from lease objects read
 }
 
 var _ lease.Manager = (*Manager)(nil)
@@ -124,7 +132,7 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger, cache: make(map[string]known)}
+	m := &Manager{cfg: cfg, log: cfg.Logger, cache: make(map[string]known), urls: make(map[string]string)}
 	m.keeper = lease.NewKeeper(authority{m}, lease.KeeperConfig{
 		Node: cfg.Node, TTL: cfg.TTL, AcquireTimeout: cfg.AcquireTimeout, CatchUp: cfg.CatchUp, Drain: cfg.Drain,
 		Allowed: func(name string) error {
@@ -206,7 +214,19 @@ func (m *Manager) write(ctx context.Context, name string, rec record, ifMatch st
 func (m *Manager) remember(name string, k known) {
 	m.mu.Lock()
 	m.cache[name] = k
+	if k.rec.Holder != "" && k.rec.URL != "" {
+		m.urls[k.rec.Holder] = k.rec.URL
+	}
 	m.mu.Unlock()
+}
+
+// PeerURL implements lease.PeerLocator: the URL node wrote into the last
+// lease object of its that this node read.
+func (m *Manager) PeerURL(node string) (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u, ok := m.urls[node]
+	return u, ok
 }
 
 func (m *Manager) cached(name string) (known, bool) {
@@ -226,7 +246,7 @@ func (a authority) Grant(ctx context.Context, name string) (lease.Lease, error) 
 		return lease.Lease{}, err
 	}
 	now := time.Now()
-	rec := record{Holder: m.cfg.Node, Region: m.cfg.Region, Epoch: 1, Expires: now.Add(m.cfg.TTL).UnixNano()}
+	rec := record{Holder: m.cfg.Node, Region: m.cfg.Region, URL: m.cfg.URL, Epoch: 1, Expires: now.Add(m.cfg.TTL).UnixNano()}
 	etag := ""
 	if ok {
 		r := cur.rec

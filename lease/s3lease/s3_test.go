@@ -35,6 +35,7 @@ func runSuite(t *testing.T, bucket bucketFunc) {
 	t.Run("takeover", func(t *testing.T) { testTakeover(t, bucket) })
 	t.Run("release-handoff", func(t *testing.T) { testReleaseHandoff(t, bucket) })
 	t.Run("corrupt", func(t *testing.T) { testCorrupt(t, bucket) })
+	t.Run("peer-url", func(t *testing.T) { testPeerURL(t, bucket) })
 }
 
 func newNode(t *testing.T, c *s3.Client, bucket, node string) *Manager {
@@ -237,5 +238,26 @@ func testCorrupt(t *testing.T, bucket bucketFunc) {
 	}
 	if _, err := a.CheckWrite(ctx, "../x"); !errors.Is(err, ferry.ErrInvalidName) {
 		t.Fatalf("bad name = %v", err)
+	}
+}
+
+// testPeerURL has a holder publish its URL in its lease object: another
+// node that reads the object finds the holder's peer stream there.
+func testPeerURL(t *testing.T, bucket bucketFunc) {
+	c, b := bucket(t)
+	ctx := context.Background()
+	a, bn := newNode(t, c, b, "a"), newNode(t, c, b, "b")
+	a.cfg.URL = "http://127.0.0.27:27100"
+	if _, err := a.CheckWrite(ctx, "u.db"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := bn.PeerURL("a"); ok {
+		t.Fatal("URL known before any lease object was read")
+	}
+	if _, err := bn.CheckWrite(ctx, "u.db"); !errors.Is(err, lease.ErrHeld) {
+		t.Fatalf("second node while held: %v", err)
+	}
+	if u, ok := bn.PeerURL("a"); !ok || u != a.cfg.URL {
+		t.Fatalf("PeerURL(a) = %q, %v; want %q", u, ok, a.cfg.URL)
 	}
 }
