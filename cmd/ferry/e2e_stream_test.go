@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ferrydb/ferry/internal/faultproxy"
+	"github.com/ferrydb/ferry/internal/peerauth"
 )
 
 // startStreamCluster starts n Raft nodes on 127.0.0.21 and up, each
@@ -280,5 +283,45 @@ func TestE2EStreamFetchNotInBucket(t *testing.T) {
 	c.waitFor("replica never streamed n.db", func() bool { return countRows(replica, "n.db") == "2" })
 	if !strings.Contains(replica.output.String(), "fetched database from its holder") {
 		t.Fatalf("replica did not fetch from the holder:\n%s", replica.output)
+	}
+}
+
+// TestE2EStreamRequiresClusterSecret: the peer stream and the snapshot
+// fetch answer only members of the cluster. A request without the
+// cluster's credentials, or with another secret, gets 401 and no data.
+func TestE2EStreamRequiresClusterSecret(t *testing.T) {
+	c, proxies := startStreamClusterProxied(t, 2, "2s")
+	if out, err := sqliteOn(c.nodes[0], "sec.db", "CREATE TABLE t(x); INSERT INTO t VALUES (1);"); err != nil {
+		t.Fatalf("create on holder: %v %s", err, out)
+	}
+	for _, hdr := range []map[string]string{
+		{},
+		{peerauth.HeaderClusterID: "ferry-e2e", "Authorization": "Bearer not-the-secret"},
+	} {
+		for _, path := range []string{"/v1/stream", "/v1/snapshot?db=sec.db"} {
+			method := http.MethodPost
+			if strings.HasPrefix(path, "/v1/snapshot") {
+				method = http.MethodGet
+			}
+			req, err := http.NewRequest(method, "http://"+proxies[0].Addr()+path, strings.NewReader(`{"db":"sec.db"}`+"\n"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range hdr {
+				req.Header.Set(k, v)
+			}
+			// Served, the stream would never end: a bound keeps the test
+			// from hanging on it.
+			client := &http.Client{Timeout: 5 * time.Second}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("%s %s with %v: %v, want 401", method, path, hdr, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized || strings.Contains(string(body), "SQLite") {
+				t.Fatalf("%s %s with %v: %d %.200q, want 401 and no data", method, path, hdr, resp.StatusCode, body)
+			}
+		}
 	}
 }
