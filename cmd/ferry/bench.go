@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -21,6 +22,11 @@ type benchOptions struct {
 	Writes    int           // most write transactions per phase
 	TableRows int           // rows in the table the point reads select from
 	JSON      bool          // print JSON instead of a table
+
+	Workloads    map[string]bool // which of basic, multi and bulk to run
+	Tenants      int             // databases in the multi-tenant workload
+	TenantWrites int             // autocommit INSERTs per tenant
+	BulkRows     int             // rows in the bulk transaction
 }
 
 const benchUsage = `Usage: ferry bench [flags] DIR
@@ -32,7 +38,13 @@ DELETE mode with synchronous=FULL it reports small write transactions per
 second (each one autocommit INSERT of a 100-byte row), their p50 and p99
 commit latency, and point reads per second (SELECT by primary key).
 
-Each measurement uses a fresh database file that is removed afterwards.
+Two more workloads run in both modes. "multi" creates -tenants databases
+and commits -tenant-writes autocommit INSERTs to each, round-robin, and
+reports transactions per second with the p50, p99 and maximum commit
+latency. "bulk" inserts -bulk-rows rows in one transaction and reports how
+long it took. -workloads chooses which of basic, multi and bulk run.
+
+Each measurement uses fresh database files that are removed afterwards.
 
 Flags:
 `
@@ -87,6 +99,10 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	fs.IntVar(&opt.Writes, "writes", 1_000_000, "most write transactions per phase")
 	fs.IntVar(&opt.TableRows, "rows", 10_000, "rows in the table the point reads select from")
 	fs.BoolVar(&opt.JSON, "json", false, "print the results as JSON")
+	workloads := fs.String("workloads", "basic,multi,bulk", "comma-separated `list` of the workloads to run: basic, multi, bulk")
+	fs.IntVar(&opt.Tenants, "tenants", 100, "databases in the multi-tenant workload")
+	fs.IntVar(&opt.TenantWrites, "tenant-writes", 100, "autocommit INSERTs per database in the multi-tenant workload")
+	fs.IntVar(&opt.BulkRows, "bulk-rows", 100_000, "rows the bulk workload inserts in one transaction")
 	if err := fs.Parse(args); err != nil {
 		return opt, err
 	}
@@ -95,6 +111,15 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 		return opt, errors.New("bench: want exactly one directory argument")
 	}
 	opt.Dir = fs.Arg(0)
+	opt.Workloads = map[string]bool{}
+	for _, w := range strings.Split(*workloads, ",") {
+		switch w = strings.TrimSpace(w); w {
+		case "basic", "multi", "bulk":
+			opt.Workloads[w] = true
+		default:
+			return opt, fmt.Errorf("bench: unknown workload %q in -workloads; want basic, multi or bulk", w)
+		}
+	}
 	switch {
 	case opt.Duration <= 0:
 		return opt, fmt.Errorf("bench: -duration must be positive, not %v", opt.Duration)
@@ -104,6 +129,12 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 		return opt, fmt.Errorf("bench: -writes must be at least 1, not %d", opt.Writes)
 	case opt.TableRows < 1:
 		return opt, fmt.Errorf("bench: -rows must be at least 1, not %d", opt.TableRows)
+	case opt.Tenants < 1:
+		return opt, fmt.Errorf("bench: -tenants must be at least 1, not %d", opt.Tenants)
+	case opt.TenantWrites < 1:
+		return opt, fmt.Errorf("bench: -tenant-writes must be at least 1, not %d", opt.TenantWrites)
+	case opt.BulkRows < 1:
+		return opt, fmt.Errorf("bench: -bulk-rows must be at least 1, not %d", opt.BulkRows)
 	}
 	return opt, nil
 }
@@ -114,6 +145,9 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 func runBenchmarks(ctx context.Context, opt benchOptions, progress io.Writer) (*benchReport, error) {
 	report := &benchReport{Duration: opt.Duration.String()}
 	for _, mode := range benchModes() {
+		if !opt.Workloads["basic"] {
+			break
+		}
 		var pair [2]benchResult
 		for i, place := range []struct{ name, dir string }{{"mount", opt.Dir}, {"plain", opt.Baseline}} {
 			fmt.Fprintf(progress, "bench: %s in %s (%s)\n", mode, place.name, place.dir)
@@ -130,6 +164,18 @@ func runBenchmarks(ctx context.Context, opt benchOptions, progress io.Writer) (*
 		}
 		report.Results = append(report.Results, pair[0], pair[1])
 		report.Ratios = append(report.Ratios, ratioOf(pair[0], pair[1]))
+	}
+	if !opt.Workloads["multi"] {
+		opt.Tenants = 0
+	}
+	if !opt.Workloads["bulk"] {
+		opt.BulkRows = 0
+	}
+	err := runWorkloads(ctx, opt, report, func(w string, mode benchMode, place, dir string) {
+		fmt.Fprintf(progress, "bench: %s %s in %s (%s)\n", w, mode, place, dir)
+	})
+	if err != nil {
+		return nil, err
 	}
 	return report, nil
 }
