@@ -41,7 +41,7 @@ commit latency, and point reads per second (SELECT by primary key).
 Two more workloads run in both modes. "multi" creates -tenants databases
 and commits -tenant-writes autocommit INSERTs to each, round-robin, and
 reports transactions per second with the p50, p99 and maximum commit
-latency. "bulk" inserts -bulk-rows rows in one transaction and reports how
+latency; the mount and the baseline take turns round by round. "bulk" inserts -bulk-rows rows in one transaction and reports how
 long it took. -workloads chooses which of basic, multi and bulk run.
 
 Each measurement uses fresh database files that are removed afterwards.
@@ -171,8 +171,8 @@ func runBenchmarks(ctx context.Context, opt benchOptions, progress io.Writer) (*
 	if !opt.Workloads["bulk"] {
 		opt.BulkRows = 0
 	}
-	err := runWorkloads(ctx, opt, report, func(w string, mode benchMode, place, dir string) {
-		fmt.Fprintf(progress, "bench: %s %s in %s (%s)\n", w, mode, place, dir)
+	err := runWorkloads(ctx, opt, report, func(w string, mode benchMode) {
+		fmt.Fprintf(progress, "bench: %s %s in %s and %s\n", w, mode, opt.Dir, opt.Baseline)
 	})
 	if err != nil {
 		return nil, err

@@ -83,59 +83,68 @@ func removeBenchDB(path string) error {
 	return nil
 }
 
-// benchMulti creates opt.Tenants databases in dir and commits
-// opt.TenantWrites autocommit INSERTs to each, round-robin, the way a server
-// of many small tenants writes.
-func benchMulti(ctx context.Context, mode benchMode, dir string, opt benchOptions) (res workloadResult, err error) {
-	res = workloadResult{Workload: "multi", Journal: mode.Journal, Synchronous: mode.Synchronous}
-	tmp, err := os.MkdirTemp(dir, "ferry-bench-multi-")
-	if err != nil {
-		return res, fmt.Errorf("create directory: %w", err)
+// benchMulti creates opt.Tenants databases in each of the mount and the
+// baseline and commits opt.TenantWrites autocommit INSERTs to each,
+// round-robin, the way a server of many small tenants writes. The two
+// places take turns round by round, so that the machine's other load
+// falls on both alike.
+func benchMulti(ctx context.Context, mode benchMode, dirs [2]string, opt benchOptions) (res [2]workloadResult, err error) {
+	type place struct {
+		stmts []*sql.Stmt
+		lat   []time.Duration
+		took  time.Duration
 	}
-	defer func() {
-		if rerr := os.RemoveAll(tmp); rerr != nil && err == nil {
-			err = fmt.Errorf("remove %s: %w", tmp, rerr)
-		}
-	}()
-	dbs := make([]*sql.DB, 0, opt.Tenants)
-	defer func() {
-		for _, db := range dbs {
-			db.Close()
-		}
-	}()
-	stmts := make([]*sql.Stmt, 0, opt.Tenants)
-	for i := 0; i < opt.Tenants; i++ {
-		db, err := openBenchDB(ctx, filepath.Join(tmp, fmt.Sprintf("tenant-%05d.db", i)), mode)
+	var places [2]place
+	for i, dir := range dirs {
+		res[i] = workloadResult{Workload: "multi", Journal: mode.Journal, Synchronous: mode.Synchronous}
+		tmp, err := os.MkdirTemp(dir, "ferry-bench-multi-")
 		if err != nil {
-			return res, err
+			return res, fmt.Errorf("create directory: %w", err)
 		}
-		dbs = append(dbs, db)
-		stmt, err := db.PrepareContext(ctx, "INSERT INTO bench (v) VALUES (?)")
-		if err != nil {
-			return res, fmt.Errorf("prepare insert: %w", err)
+		defer func() {
+			if rerr := os.RemoveAll(tmp); rerr != nil && err == nil {
+				err = fmt.Errorf("remove %s: %w", tmp, rerr)
+			}
+		}()
+		for t := 0; t < opt.Tenants; t++ {
+			db, err := openBenchDB(ctx, filepath.Join(tmp, fmt.Sprintf("tenant-%05d.db", t)), mode)
+			if err != nil {
+				return res, err
+			}
+			defer db.Close()
+			stmt, err := db.PrepareContext(ctx, "INSERT INTO bench (v) VALUES (?)")
+			if err != nil {
+				return res, fmt.Errorf("prepare insert: %w", err)
+			}
+			places[i].stmts = append(places[i].stmts, stmt)
 		}
-		stmts = append(stmts, stmt)
+		places[i].lat = make([]time.Duration, 0, opt.Tenants*opt.TenantWrites)
 	}
 	row := make([]byte, benchRowSize)
 	if _, err := rand.Read(row); err != nil {
 		return res, err
 	}
-	lat := make([]time.Duration, 0, opt.Tenants*opt.TenantWrites)
-	start := time.Now()
 	for r := 0; r < opt.TenantWrites; r++ {
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		for i, stmt := range stmts {
-			row[(r+i)%benchRowSize]++
-			t0 := time.Now()
-			if _, err := stmt.ExecContext(ctx, row); err != nil {
-				return res, fmt.Errorf("tenant %d insert %d: %w", i, r+1, err)
+		for i := range places {
+			p := &places[i]
+			start := time.Now()
+			for t, stmt := range p.stmts {
+				row[(r+t)%benchRowSize]++
+				t0 := time.Now()
+				if _, err := stmt.ExecContext(ctx, row); err != nil {
+					return res, fmt.Errorf("%s: tenant %d insert %d: %w", dirs[i], t, r+1, err)
+				}
+				p.lat = append(p.lat, time.Since(t0))
 			}
-			lat = append(lat, time.Since(t0))
+			p.took += time.Since(start)
 		}
 	}
-	res.setLatencies(lat, time.Since(start))
+	for i := range places {
+		res[i].setLatencies(places[i].lat, places[i].took)
+	}
 	return res, nil
 }
 
@@ -202,33 +211,41 @@ func (r *workloadResult) setLatencies(lat []time.Duration, elapsed time.Duration
 	r.MaxMicros = percentile(lat, 100)
 }
 
-// runWorkloads runs the multi-tenant and bulk workloads in every mode, each
-// in the mount and then on plain disk.
-func runWorkloads(ctx context.Context, opt benchOptions, report *benchReport, progress func(string, benchMode, string, string)) error {
+// runWorkloads runs the multi-tenant and bulk workloads in every mode, in
+// the mount and on plain disk.
+func runWorkloads(ctx context.Context, opt benchOptions, report *benchReport, progress func(string, benchMode)) error {
+	var dirs [2]string
+	for i, d := range []string{opt.Dir, opt.Baseline} {
+		abs, err := filepath.Abs(d)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		dirs[i] = abs
+	}
+	bulk := func(ctx context.Context, mode benchMode, dirs [2]string, opt benchOptions) (pair [2]workloadResult, err error) {
+		for i, dir := range dirs {
+			if pair[i], err = benchBulk(ctx, mode, dir, opt); err != nil {
+				return pair, fmt.Errorf("%s: %w", dir, err)
+			}
+		}
+		return pair, nil
+	}
 	type workload struct {
 		name string
 		on   bool
-		run  func(context.Context, benchMode, string, benchOptions) (workloadResult, error)
+		run  func(context.Context, benchMode, [2]string, benchOptions) ([2]workloadResult, error)
 	}
-	for _, w := range []workload{{"multi", opt.Tenants > 0, benchMulti}, {"bulk", opt.BulkRows > 0, benchBulk}} {
+	for _, w := range []workload{{"multi", opt.Tenants > 0, benchMulti}, {"bulk", opt.BulkRows > 0, bulk}} {
 		if !w.on {
 			continue
 		}
 		for _, mode := range benchModes() {
-			var pair [2]workloadResult
-			for i, place := range []struct{ name, dir string }{{"mount", opt.Dir}, {"plain", opt.Baseline}} {
-				progress(w.name, mode, place.name, place.dir)
-				dir, err := filepath.Abs(place.dir)
-				if err != nil {
-					return fmt.Errorf("bench: %w", err)
-				}
-				res, err := w.run(ctx, mode, dir, opt)
-				if err != nil {
-					return fmt.Errorf("bench: %s %s in %s: %w", w.name, mode, dir, err)
-				}
-				res.Place = place.name
-				pair[i] = res
+			progress(w.name, mode)
+			pair, err := w.run(ctx, mode, dirs, opt)
+			if err != nil {
+				return fmt.Errorf("bench: %s %s: %w", w.name, mode, err)
 			}
+			pair[0].Place, pair[1].Place = "mount", "plain"
 			report.Workloads = append(report.Workloads, pair[0], pair[1])
 			report.WorkloadRatios = append(report.WorkloadRatios, workloadRatioOf(pair[0], pair[1]))
 		}
