@@ -176,15 +176,34 @@ func (d *DB) persistLocked() error {
 	return nil
 }
 
-// flushLocked writes the queued change sets to the LTX log as one file
-// covering their TXIDs (newest version of each page, the first's
-// pre-apply and the last's post-apply checksum), syncs it, empties the
-// pending log, records the position and tells the listeners. Grouping
+// flushLocked writes the queued change sets to the LTX log as one file,
+// durably: see flushGroupLocked.
+func (d *DB) flushLocked() error { return d.flushGroupLocked(true) }
+
+// flushGroupLocked writes the queued change sets to the LTX log as one file
+// covering their TXIDs (newest version of each page, the first's pre-apply
+// and the last's post-apply checksum) and tells the listeners. Grouping
 // keeps the cost of creating files, which dominates on some filesystems,
 // off the commit path.
-func (d *DB) flushLocked() error {
+//
+// With durable set, the file is synced, as is every file written before
+// it without a sync; the pending log is then emptied and the position
+// recorded. Without it (the background flusher), the file is renamed into
+// the log unsynced and the pending log keeps the change sets: syncing
+// files one database at a time cost several syncs per commit when many
+// databases each commit a little, and the store's checkpoint syncs every
+// database's new files with one syncfs instead (checkpoint.go).
+func (d *DB) flushGroupLocked(durable bool) error {
 	if len(d.queue) == 0 {
+		if durable && len(d.unsynced) > 0 {
+			return d.settleLocked()
+		}
 		return nil
+	}
+	if d.pendingSize > maxUnsyncedPending {
+		// A database that commits without pause may never be left alone
+		// long enough for the checkpoint: bound its pending log.
+		durable = true
 	}
 	first, last := d.queue[0], d.queue[len(d.queue)-1]
 	hdr := last.hdr
@@ -215,8 +234,8 @@ func (d *DB) flushLocked() error {
 			hdr.WALSalt1, hdr.WALSalt2 = last.hdr.WALSalt1, last.hdr.WALSalt2
 		}
 	}
-	// Write under a temporary name and rename when complete and synced, so
-	// that readers of the log never see a partial file.
+	// Write under a temporary name and rename when complete, so that
+	// readers of the log never see a partial file.
 	f, err := d.createLTX(hdr.MinTXID, hdr.MaxTXID, ".tmp")
 	if err != nil {
 		return d.fail(err)
@@ -226,36 +245,63 @@ func (d *DB) flushLocked() error {
 	if err == nil {
 		err = w.Flush()
 	}
-	if err == nil {
+	if err == nil && durable {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	path := d.store.layout.LTXPath(d.name, hdr.MinTXID, hdr.MaxTXID)
 	if err == nil {
-		err = os.Rename(f.Name(), d.store.layout.LTXPath(d.name, hdr.MinTXID, hdr.MaxTXID))
-	}
-	if err == nil && d.pendingSize > 0 {
-		// The pending log is emptied next: the new name must be durable
-		// first.
-		err = syncDir(d.store.layout.LTXDir(d.name))
+		err = os.Rename(f.Name(), path)
 	}
 	if err != nil {
 		_ = os.Remove(f.Name())
 		return d.fail(fmt.Errorf("write LTX file: %w", err))
 	}
+	// The queue's pages now live in the file: let them go, so that memory
+	// is held only by work in flight.
+	clear(d.queue)
 	d.queue = d.queue[:0]
+	pos := Pos{TXID: hdr.MaxTXID, PostApplyChecksum: last.post}
+	if durable {
+		if err := d.settleLocked(); err != nil {
+			return err
+		}
+	} else {
+		d.unsyncedSeq++
+		d.unsynced = append(d.unsynced, unsyncedFile{path: path, seq: d.unsyncedSeq})
+		d.store.kickCheckpoint()
+	}
+	d.store.notify(d.name, pos)
+	return nil
+}
+
+// settleLocked makes every LTX file written without a sync durable, and
+// then empties the pending log and records the position. The file just
+// written with a sync, if any, is already durable. The queue must be
+// empty: the pending log holds nothing else then.
+func (d *DB) settleLocked() error {
+	if err := syncFiles(d.store.layout.Dir, d.unsynced); err != nil {
+		return d.fail(err)
+	}
+	if d.pendingSize > 0 || len(d.unsynced) > 0 {
+		// The pending log is emptied next: the new names must be durable
+		// first.
+		if err := syncDir(d.store.layout.LTXDir(d.name)); err != nil {
+			return d.fail(fmt.Errorf("write LTX file: %w", err))
+		}
+	}
+	d.unsynced = d.unsynced[:0]
 	if d.pendingSize > 0 {
 		if err := d.pending.Truncate(0); err != nil {
 			return d.fail(fmt.Errorf("empty pending log: %w", err))
 		}
 		d.pendingSize = 0
 	}
-	pos := Pos{TXID: hdr.MaxTXID, PostApplyChecksum: last.post}
-	if err := d.writePosFile(pos); err != nil {
+	if err := d.writePosFile(d.pos); err != nil {
 		return d.fail(err)
 	}
-	d.store.notify(d.name, pos)
 	return nil
 }
 

@@ -65,6 +65,11 @@ type DB struct {
 	pendingSize int64
 	posFile     *os.File
 
+	// LTX files in the log that are not synced yet; the pending log holds
+	// their change sets until they are (see flushGroupLocked).
+	unsynced    []unsyncedFile
+	unsyncedSeq uint64
+
 	// foreign is set when a write that was not a checkpoint changed the
 	// file of a WAL-mode database (see CheckDBWrite).
 	foreign bool

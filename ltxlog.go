@@ -157,6 +157,11 @@ func (d *DB) loadLog() error {
 		return err
 	}
 	if d.pos != recorded {
+		// The files past the recorded position may not be synced yet: the
+		// position file must not get ahead of them.
+		if err := syncFS(d.store.layout.Dir); err != nil {
+			return err
+		}
 		if err := d.writePosFile(d.pos); err != nil {
 			return err
 		}
@@ -175,6 +180,9 @@ func (d *DB) replayPending() error {
 		return nil
 	} else if err != nil {
 		return fmt.Errorf("read pending log: %w", err)
+	}
+	if len(b) == 0 {
+		return nil
 	}
 	for len(b) >= 8 {
 		n := binary.BigEndian.Uint64(b[:8])
@@ -217,6 +225,11 @@ func (d *DB) replayPending() error {
 		d.pos = Pos{TXID: hdr.MaxTXID, PostApplyChecksum: dec.Trailer().PostApplyChecksum}
 		d.lastHdr = hdr
 		d.logger.Info("recovered change set from pending log", "txid", hdr.MaxTXID)
+	}
+	// LTX files the pending log backed may not have been synced when the
+	// process ended.
+	if err := syncFS(d.store.layout.Dir); err != nil {
+		return err
 	}
 	if err := os.Truncate(path, 0); err != nil {
 		return fmt.Errorf("empty pending log: %w", err)

@@ -147,6 +147,9 @@ func (d *DB) reopen(ctx context.Context) error {
 		d.pending = nil
 	}
 	d.pendingSize = 0
+	// The pending log still holds the change sets of LTX files not synced
+	// yet; loading the log replays it and syncs them.
+	d.unsynced = nil
 	d.queue = nil
 	d.journalActive, d.dbSynced = false, false
 	d.dirty = make(map[uint32]struct{})

@@ -43,6 +43,12 @@ type StoreOptions struct {
 	// NoWALWatch follows WALs that bypass the store by polling alone,
 	// without asking the kernel (inotify) to tell of each write.
 	NoWALWatch bool
+
+	// CheckpointDelay is how long LTX files the background flusher wrote
+	// without a sync wait, their change sets held by the pending log,
+	// before one syncfs makes every database's files durable. Zero means
+	// 500 ms.
+	CheckpointDelay time.Duration
 }
 
 // Invalidator drops what the kernel caches about a file in the mount. The
@@ -77,9 +83,10 @@ type Store struct {
 	dbs       map[string]*DB
 	opened    bool
 
-	syncKick chan struct{}
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	syncKick       chan struct{}
+	checkpointKick chan struct{}
+	cancel         context.CancelFunc
+	wg             sync.WaitGroup
 }
 
 var _ Applier = (*Store)(nil)
@@ -100,7 +107,8 @@ func NewStore(layout Layout, opts StoreOptions) *Store {
 		logger: logger,
 		dbs:    make(map[string]*DB),
 
-		syncKick: make(chan struct{}, 1),
+		syncKick:       make(chan struct{}, 1),
+		checkpointKick: make(chan struct{}, 1),
 	}
 }
 
@@ -208,10 +216,14 @@ func (s *Store) Open(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.wg.Add(4)
+	s.wg.Add(5)
 	go func() {
 		defer s.wg.Done()
 		s.retentionLoop(ctx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.checkpointLoop(ctx)
 	}()
 	go func() {
 		defer s.wg.Done()

@@ -1,0 +1,124 @@
+package fuse_test
+
+import (
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrydb/ferry"
+	"github.com/ferrydb/ferry/ltx"
+)
+
+// TestUnsyncedFlushKeepsPendingLog: the background flusher writes LTX files
+// without a sync, so the pending log must keep their change sets until the
+// checkpoint syncs them. A copy of the data directory taken before the
+// checkpoint, with the unsynced files lost as a power failure would lose
+// them, recovers every acknowledged commit from the pending log; closing
+// the store syncs the files and empties the pending log.
+func TestUnsyncedFlushKeepsPendingLog(t *testing.T) {
+	data := t.TempDir()
+	m := mountOpts(t, data, ferry.StoreOptions{CheckpointDelay: time.Hour}, nil)
+	db := openDB(t, m.path("c.db"), "delete", "full")
+	mustExec(t, db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
+	for range 3 {
+		mustExec(t, db, "INSERT INTO t (v) VALUES (randomblob(200))")
+	}
+	want, err := m.store.Pos("c.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The flusher writes the change sets to the LTX log in the background.
+	wantName := ferry.LTXFilename(want.TXID, want.TXID)
+	for i := 0; ; i++ {
+		if newestLTX(t, m.layout, "c.db") >= want.TXID {
+			break
+		}
+		if i == 1000 {
+			t.Fatalf("no LTX file reaches TXID %s (want a file like %s)", want.TXID, wantName)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if fi, err := os.Stat(m.layout.PendingPath("c.db")); err != nil || fi.Size() == 0 {
+		t.Fatalf("pending log is empty or missing (%v) while its LTX files are unsynced", err)
+	}
+
+	// A power failure before the checkpoint: the unsynced files are lost.
+	crashed := t.TempDir()
+	if err := os.CopyFS(crashed, os.DirFS(data)); err != nil {
+		t.Fatal(err)
+	}
+	layout := ferry.Layout{Dir: crashed}
+	recorded, err := os.ReadFile(layout.PosPath("c.db"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var recordedTXID ltx.TXID
+	if len(recorded) > 0 {
+		pos, err := ferry.ParsePos(strings.TrimSpace(string(recorded)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		recordedTXID = pos.TXID
+	}
+	ents, err := os.ReadDir(layout.LTXDir("c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := 0
+	for _, e := range ents {
+		_, max, err := ferry.ParseLTXFilename(e.Name())
+		if err == nil && max > recordedTXID {
+			if err := os.Truncate(filepath.Join(layout.LTXDir("c.db"), e.Name()), 0); err != nil {
+				t.Fatal(err)
+			}
+			lost++
+		}
+	}
+	if lost == 0 {
+		t.Fatalf("no LTX file past the recorded position %q: the position file got ahead of the unsynced files", strings.TrimSpace(string(recorded)))
+	}
+	s := ferry.NewStore(layout, ferry.StoreOptions{})
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Pos("c.db")
+	if cerr := s.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil || got != want {
+		t.Fatalf("after losing %d unsynced LTX files the position is %s (%v); want %s from the pending log", lost, got, err, want)
+	}
+
+	// Closing syncs the files and empties the pending log.
+	db.Close()
+	m.close()
+	if fi, err := os.Stat(m.layout.PendingPath("c.db")); err == nil && fi.Size() != 0 {
+		t.Errorf("pending log holds %d bytes after a clean close", fi.Size())
+	}
+	if b, err := os.ReadFile(m.layout.PosPath("c.db")); err != nil || strings.TrimSpace(string(b)) != want.String() {
+		t.Errorf("position file %q (%v) after a clean close; want %s", b, err, want)
+	}
+}
+
+// newestLTX returns the highest TXID of the database's local LTX files.
+func newestLTX(t *testing.T, layout ferry.Layout, name string) ltx.TXID {
+	t.Helper()
+	var newest ltx.TXID
+	err := filepath.WalkDir(layout.LTXDir(name), func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if _, max, err := ferry.ParseLTXFilename(d.Name()); err == nil && max > newest {
+			newest = max
+		}
+		return nil
+	})
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return newest
+}
