@@ -147,6 +147,9 @@ func (d *DB) applyLocked(ctx context.Context, r io.Reader) (Pos, error) {
 		return Pos{}, err
 	}
 	hdr := c.hdr
+	if err := d.ensureFile(); err != nil {
+		return Pos{}, d.fail(err)
+	}
 	data := make([]byte, hdr.PageSize)
 	walMode := d.walMode
 	for {
@@ -343,6 +346,9 @@ func (d *DB) foldWAL() error {
 	}
 	pages, err := d.readLogicalPages(pgnos, d.wal.hdr.pageSize)
 	if err != nil {
+		return err
+	}
+	if err := d.ensureFile(); err != nil {
 		return err
 	}
 	for _, p := range pages {

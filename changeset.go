@@ -110,6 +110,7 @@ func (d *DB) writeChangeSet(cs changeSet, durable bool) error {
 		}
 	}
 	d.queue = append(d.queue, queued{hdr: hdr, pages: cs.pages, post: post})
+	d.active = true
 	for _, l := range d.store.capturers {
 		l.Captured(d.name, d.pos)
 	}
@@ -302,6 +303,8 @@ func (d *DB) settleLocked() error {
 	if err := d.writePosFile(d.pos); err != nil {
 		return d.fail(err)
 	}
+	// The checkpoint closes the files once the database stays idle.
+	d.store.kickCheckpoint()
 	return nil
 }
 

@@ -61,6 +61,9 @@ func (s *Store) checkpointLoop(ctx context.Context) {
 		if err := s.checkpoint(); err != nil {
 			s.logger.Error("checkpoint local LTX log", "err", err)
 		}
+		if s.closeIdle() {
+			s.kickCheckpoint() // come back for databases still active
+		}
 	}
 }
 
@@ -106,6 +109,30 @@ func (s *Store) checkpoint() error {
 		db.mu.Unlock()
 	}
 	return errors.Join(errs...)
+}
+
+// closeIdle closes the files the store holds open for each database that
+// saw no commit since the last pass and has nothing waiting, so that an
+// idle database costs no file descriptor; they are opened again when
+// needed. It reports whether some database still holds files open because
+// it was active.
+func (s *Store) closeIdle() (again bool) {
+	for _, db := range s.allDBs() {
+		db.mu.Lock()
+		switch {
+		case db.file == nil && db.posFile == nil && db.pending == nil:
+		case db.active:
+			db.active = false
+			again = true
+		case len(db.queue) > 0 || len(db.unsynced) > 0 || db.pendingSize > 0 || db.journalActive ||
+			db.broken != nil || db.follow.handles > 0 || db.state == stateQuarantined:
+			again = db.broken == nil && db.state != stateQuarantined
+		default:
+			db.closeFilesLocked()
+		}
+		db.mu.Unlock()
+	}
+	return again
 }
 
 // syncFiles makes files durable, one by one when they are few and with one

@@ -70,6 +70,10 @@ type DB struct {
 	unsynced    []unsyncedFile
 	unsyncedSeq uint64
 
+	// active is set by every commit and cleared by the checkpoint, which
+	// closes the files of a database that stayed idle (see closeIdle).
+	active bool
+
 	// foreign is set when a write that was not a checkpoint changed the
 	// file of a WAL-mode database (see CheckDBWrite).
 	foreign bool
@@ -224,6 +228,17 @@ func (d *DB) openFile() error {
 	}
 	d.file = f
 	return nil
+}
+
+// ensureFile opens the backing database file if the store closed it while
+// the database was idle (see closeIdleLocked).
+func (d *DB) ensureFile() error {
+	if d.file != nil {
+		return nil
+	}
+	d.active = true
+	d.store.kickCheckpoint()
+	return d.openFile()
 }
 
 // openCandidate prepares state for an empty file that may become a
@@ -475,6 +490,9 @@ func (d *DB) commitJournalLocked() error {
 		d.logger.Warn("database header is not valid at commit; capturing at the last page size", "page_size", d.pageSize)
 		pageSize = d.pageSize
 	}
+	if err := d.ensureFile(); err != nil {
+		return d.fail(err)
+	}
 	fi, err := d.file.Stat()
 	if err != nil {
 		return d.fail(fmt.Errorf("stat database: %w", err))
@@ -536,6 +554,9 @@ func (d *DB) fail(err error) error {
 
 // readHeader reads the database file's header.
 func (d *DB) readHeader() (dbHeader, error) {
+	if err := d.ensureFile(); err != nil {
+		return nil, err
+	}
 	b := make([]byte, sqliteHeaderSize)
 	n, err := d.file.ReadAt(b, 0)
 	if n < sqliteHeaderSize {

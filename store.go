@@ -85,8 +85,14 @@ type Store struct {
 
 	syncKick       chan struct{}
 	checkpointKick chan struct{}
-	cancel         context.CancelFunc
-	wg             sync.WaitGroup
+
+	// Databases whose WAL has handles that bypass the store, which the
+	// WAL poll visits.
+	bypassMu   sync.Mutex
+	bypass     map[*DB]struct{}
+	bypassKick chan struct{}
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
 }
 
 var _ Applier = (*Store)(nil)
@@ -109,6 +115,8 @@ func NewStore(layout Layout, opts StoreOptions) *Store {
 
 		syncKick:       make(chan struct{}, 1),
 		checkpointKick: make(chan struct{}, 1),
+		bypass:         make(map[*DB]struct{}),
+		bypassKick:     make(chan struct{}, 1),
 	}
 }
 
@@ -237,6 +245,8 @@ func (s *Store) Open(ctx context.Context) error {
 		defer s.wg.Done()
 		s.repairLoop(ctx)
 	}()
+	// The checkpoint closes the files of every database that stays idle.
+	s.kickCheckpoint()
 	return nil
 }
 

@@ -42,6 +42,8 @@ type benchReport struct {
 
 	Workloads      []workloadResult `json:"workloads,omitempty"`
 	WorkloadRatios []workloadRatio  `json:"workloadRatios,omitempty"` // mount / plain
+
+	Idle *idleResult `json:"idle,omitempty"`
 }
 
 func ratioOf(mount, plain benchResult) benchRatio {
@@ -85,6 +87,9 @@ func (r *benchReport) WriteTable(w io.Writer) error {
 			return err
 		}
 	}
+	if err := r.writeIdle(w); err != nil {
+		return err
+	}
 	if len(r.WorkloadRatios) == 0 {
 		return nil
 	}
@@ -107,4 +112,20 @@ func fmtMicros(us float64) string {
 		return fmt.Sprintf("%.2fms", us/1000)
 	}
 	return fmt.Sprintf("%.1fµs", us)
+}
+
+// writeIdle prints the idle workload's figures, if it ran.
+func (r *benchReport) writeIdle(w io.Writer) error {
+	i := r.Idle
+	if i == nil {
+		return nil
+	}
+	_, err := fmt.Fprintf(w, "idle: %d tenants created at %.0f/s in the mount, %.0f/s on plain disk (%.3fx)\n",
+		i.Tenants, i.MountPerSec, i.PlainPerSec, i.Ratio)
+	if err != nil || i.PID == 0 {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "idle: mount pid %d after creating: RSS %.1f MB, %d open descriptors, %d threads; over %.0fs idle: %.2f%% of a core, RSS %.1f MB, %d descriptors\n",
+		i.PID, float64(i.RSSKiB)/1024, i.FDs, i.Threads, i.IdleSeconds, i.IdleCPUPercent, float64(i.IdleRSSKiB)/1024, i.IdleFDs)
+	return err
 }
