@@ -122,3 +122,54 @@ func newestLTX(t *testing.T, layout ferry.Layout, name string) ltx.TXID {
 	}
 	return newest
 }
+
+// TestIdleDatabaseHoldsNoFiles: once a database stays idle the store closes
+// the files it holds open for it (database, position, pending log), so that
+// idle tenants cost no descriptors, and opens them again for the next
+// commit.
+func TestIdleDatabaseHoldsNoFiles(t *testing.T) {
+	data := t.TempDir()
+	m := mountOpts(t, data, ferry.StoreOptions{CheckpointDelay: 10 * time.Millisecond}, nil)
+	db := openDB(t, m.path("idle.db"), "delete", "full")
+	mustExec(t, db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
+	mustExec(t, db, "INSERT INTO t (v) VALUES (randomblob(200))")
+	if n := filesOpenUnder(t, data); n == 0 {
+		t.Fatal("no file open under the data directory while the database is open")
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; filesOpenUnder(t, data) > 0; i++ {
+		if i == 1000 {
+			t.Fatalf("%d files still open under the data directory for an idle database", filesOpenUnder(t, data))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	db = openDB(t, m.path("idle.db"), "delete", "full")
+	mustExec(t, db, "INSERT INTO t (v) VALUES (randomblob(200))")
+	var n int
+	if err := db.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("count after reopening: %d, %v; want 2", n, err)
+	}
+	want, err := m.store.Pos("idle.db")
+	if err != nil || want.TXID < 3 {
+		t.Fatalf("position %s (%v) after three commits", want, err)
+	}
+}
+
+// filesOpenUnder counts this process's descriptors of files under dir.
+func filesOpenUnder(t *testing.T, dir string) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	n := 0
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
+		if err == nil && strings.HasPrefix(target, dir+string(os.PathSeparator)) {
+			n++
+		}
+	}
+	return n
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -91,6 +92,26 @@ func TestBenchWorkloads(t *testing.T) {
 	assertNoBenchFiles(t, dir, base)
 }
 
+// TestBenchIdle runs the idle-tenant workload small, watching this process
+// as if it were the mount, and checks that every figure is reported.
+func TestBenchIdle(t *testing.T) {
+	dir, base := t.TempDir(), t.TempDir()
+	var stdout, stderr bytes.Buffer
+	args := []string{"bench", "-json", "-workloads", "idle", "-idle-tenants", "3", "-pid", strconv.Itoa(os.Getpid()), "-idle-window", "50ms", "-baseline", base, dir}
+	if err := run(context.Background(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("bench: %v\n%s", err, stderr.String())
+	}
+	var report benchReport
+	if err := json.Unmarshal(stdout.Bytes(), &report); err != nil {
+		t.Fatalf("bench -json printed invalid JSON: %v\n%s", err, stdout.String())
+	}
+	i := report.Idle
+	if i == nil || i.Tenants != 3 || i.MountPerSec <= 0 || i.PlainPerSec <= 0 || i.RSSKiB <= 0 || i.FDs <= 0 || i.Threads <= 0 || i.IdleSeconds <= 0 {
+		t.Fatalf("idle figures missing: %+v", i)
+	}
+	assertNoBenchFiles(t, dir, base)
+}
+
 // TestBenchJSON checks that -json prints every result and ratio.
 func TestBenchJSON(t *testing.T) {
 	dir, base := t.TempDir(), t.TempDir()
@@ -149,6 +170,10 @@ func TestBenchBadInput(t *testing.T) {
 		{[]string{"-tenant-writes", "0", dir}, "-tenant-writes must be at least 1"},
 		{[]string{"-bulk-rows", "-1", dir}, "-bulk-rows must be at least 1"},
 		{[]string{"-workloads", "basic,everything", dir}, `unknown workload "everything"`},
+		{[]string{"-idle-tenants", "0", dir}, "-idle-tenants must be at least 1"},
+		{[]string{"-pid", "-2", dir}, "-pid must be a process ID"},
+		{[]string{"-idle-window", "0s", dir}, "-idle-window must be positive"},
+		{[]string{"-workloads", "idle", "-idle-tenants", "1", "-pid", "999999999", dir}, "-pid 999999999"},
 		{[]string{filepath.Join(dir, "missing")}, "no such file or directory"},
 		{[]string{file}, "is not a directory"},
 		{[]string{"-baseline", file, dir}, "is not a directory"},
