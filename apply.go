@@ -307,6 +307,7 @@ func (d *DB) logAppliedLocked(c *checkedLTX, walMode bool) (Pos, error) {
 		return Pos{}, d.fail(err)
 	}
 	dir := d.store.layout.LTXDir(d.name)
+	d.logSettled.Store(false)
 	if err := os.Rename(c.tmp.Name(), d.store.layout.LTXPath(d.name, hdr.MinTXID, hdr.MaxTXID)); err != nil {
 		return Pos{}, d.fail(fmt.Errorf("add to log: %w", err))
 	}

@@ -43,6 +43,10 @@ type queued struct {
 // maxQueued bounds the change sets that wait to be written as one file.
 const maxQueued = 1024
 
+// directFlushSize is the size of a durable change set from which it is
+// written to the LTX log at once rather than to the pending log.
+const directFlushSize = 1 << 20
+
 // writeChangeSet records cs as the next transaction: it updates the page
 // checksums and the position, and queues the change set. When durable is
 // set (the application synced its own files), the change set is made
@@ -113,6 +117,12 @@ func (d *DB) writeChangeSet(cs changeSet, durable bool) error {
 	d.active = true
 	for _, l := range d.store.capturers {
 		l.Captured(d.name, d.pos)
+	}
+	if durable && len(cs.pages)*int(cs.pageSize) >= directFlushSize {
+		// A large transaction goes straight to its LTX file, synced:
+		// through the pending log it would be written twice and held in
+		// memory until the flush.
+		return d.flushLocked()
 	}
 	if durable {
 		if err := d.persistLocked(); err != nil {
@@ -311,6 +321,7 @@ func (d *DB) settleLocked() error {
 // createLTX creates the log file for TXIDs min to max, with suffix added
 // to its name.
 func (d *DB) createLTX(min, max ltx.TXID, suffix string) (*os.File, error) {
+	d.logSettled.Store(false)
 	dir := d.store.layout.LTXDir(d.name)
 	path := d.store.layout.LTXPath(d.name, min, max) + suffix
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ferrydb/ferry/ltx"
 )
@@ -73,6 +74,11 @@ type DB struct {
 	// active is set by every commit and cleared by the checkpoint, which
 	// closes the files of a database that stayed idle (see closeIdle).
 	active bool
+
+	// logSettled is set when the retention pass left only the newest LTX
+	// file, and cleared whenever a file is added: the pass skips the
+	// database until then, so that idle databases cost no directory reads.
+	logSettled atomic.Bool
 
 	// foreign is set when a write that was not a checkpoint changed the
 	// file of a WAL-mode database (see CheckDBWrite).

@@ -256,10 +256,15 @@ func verifyLTXFile(path string) (ltx.Header, ltx.Trailer, error) {
 // newest file always stays, and with KeepUntilUploaded so does every file
 // the bucket does not hold yet.
 func (d *DB) enforceRetention(now time.Time) error {
+	// Set before listing, so that a file added meanwhile clears it.
+	if d.logSettled.Swap(true) {
+		return nil
+	}
 	files, err := d.store.listLog(d.name)
 	if err != nil || len(files) < 2 {
 		return err
 	}
+	d.logSettled.Store(false) // look again at the next pass
 	keepAbove := ltx.TXID(1<<64 - 1)
 	if d.store.opts.KeepUntilUploaded {
 		bpos, err := readPosFile(d.store.layout.BucketPosPath(d.name))

@@ -88,6 +88,9 @@ type Store struct {
 
 	// Databases whose WAL has handles that bypass the store, which the
 	// WAL poll visits.
+	brokenMu  sync.Mutex
+	brokenDBs map[*DB]struct{} // marked broken; the repair loop visits them
+
 	bypassMu   sync.Mutex
 	bypass     map[*DB]struct{}
 	bypassKick chan struct{}
@@ -116,6 +119,7 @@ func NewStore(layout Layout, opts StoreOptions) *Store {
 		syncKick:       make(chan struct{}, 1),
 		checkpointKick: make(chan struct{}, 1),
 		bypass:         make(map[*DB]struct{}),
+		brokenDBs:      make(map[*DB]struct{}),
 		bypassKick:     make(chan struct{}, 1),
 	}
 }

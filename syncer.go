@@ -106,6 +106,19 @@ func (d *DB) flushBackground(now time.Time) (time.Time, error) {
 	return time.Time{}, d.flushGroupLocked(false)
 }
 
+// Flush writes the captured change sets to the LTX log now, without
+// syncing the file, and tells the listeners; the store's checkpoint syncs
+// it. Closing a database calls it: the change sets an application asked to
+// be durable already are, in the pending log, so the close needs no sync.
+func (d *DB) Flush() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.catchUpWALLocked(); err != nil {
+		return err
+	}
+	return d.flushGroupLocked(false)
+}
+
 // allDBs returns every database and candidate.
 func (s *Store) allDBs() []*DB {
 	s.mu.Lock()

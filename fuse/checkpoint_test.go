@@ -173,3 +173,28 @@ func filesOpenUnder(t *testing.T, dir string) int {
 	}
 	return n
 }
+
+// TestLargeTransactionSkipsPendingLog: a durable transaction of 1 MB or
+// more is in its own synced LTX file when the commit returns, and never
+// written to the pending log, where it would be written twice and held in
+// memory until the flush.
+func TestLargeTransactionSkipsPendingLog(t *testing.T) {
+	m := mountOpts(t, t.TempDir(), ferry.StoreOptions{CheckpointDelay: time.Hour}, nil)
+	db := openDB(t, m.path("big.db"), "delete", "full")
+	mustExec(t, db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
+	mustExec(t, db, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 2000) INSERT INTO t (v) SELECT randomblob(1000) FROM n")
+	pos, err := m.store.Pos("big.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := newestLTX(t, m.layout, "big.db"); got != pos.TXID {
+		t.Fatalf("newest LTX file ends at TXID %s when the commit returned; want %s", got, pos.TXID)
+	}
+	if fi, err := os.Stat(m.layout.PendingPath("big.db")); err == nil && fi.Size() != 0 {
+		t.Fatalf("pending log holds %d bytes after a 2 MB transaction", fi.Size())
+	}
+	b, err := os.ReadFile(m.layout.PosPath("big.db"))
+	if err != nil || strings.TrimSpace(string(b)) != pos.String() {
+		t.Fatalf("position file %q (%v); want %s, recorded with the synced file", b, err, pos)
+	}
+}
