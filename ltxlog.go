@@ -274,6 +274,7 @@ func (d *DB) enforceRetention(now time.Time) error {
 		keepAbove = bpos.TXID
 	}
 	cutoff := now.Add(-d.store.opts.Retention)
+	expired := 0
 	for _, f := range files[:len(files)-1] {
 		if !f.modTime.Before(cutoff) || f.max > keepAbove {
 			break
@@ -281,8 +282,12 @@ func (d *DB) enforceRetention(now time.Time) error {
 		if err := os.Remove(f.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove expired LTX file: %w", err)
 		}
+		expired++
 	}
-	return nil
+	if !d.store.opts.KeepUntilUploaded {
+		return nil
+	}
+	return d.compactUploaded(files[expired:], keepAbove)
 }
 
 // checkChain reports the first break in a log's chain: a file that does

@@ -198,3 +198,62 @@ func TestLargeTransactionSkipsPendingLog(t *testing.T) {
 		t.Fatalf("position file %q (%v); want %s, recorded with the synced file", b, err, pos)
 	}
 }
+
+// TestLocalLogCompactsUploadedFiles: once the bucket holds them, a
+// database's local LTX files are merged into one, so that the local log
+// keeps no file per transaction; the chain stays whole and a restart finds
+// the same position.
+func TestLocalLogCompactsUploadedFiles(t *testing.T) {
+	data := t.TempDir()
+	m := mountOpts(t, data, ferry.StoreOptions{KeepUntilUploaded: true, Retention: 10 * time.Second}, nil)
+	db := openDB(t, m.path("many.db"), "delete", "full")
+	mustExec(t, db, "CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
+	for range 12 {
+		// Each transaction of 1 MB or more gets its own file at once.
+		mustExec(t, db, "INSERT INTO t (v) VALUES (randomblob(1100000))")
+	}
+	db.Close()
+	pos, err := m.store.Pos("many.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := countLTX(t, m.layout, "many.db")
+	if before < 9 {
+		t.Fatalf("%d LTX files before compaction; want one per large transaction", before)
+	}
+	// As the replicator records an upload.
+	if err := os.WriteFile(m.layout.BucketPosPath("many.db"), []byte(pos.String()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; countLTX(t, m.layout, "many.db") > 2; i++ {
+		if i == 1000 {
+			t.Fatalf("%d LTX files remain; want the uploaded ones merged", countLTX(t, m.layout, "many.db"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	m.close()
+	s := ferry.NewStore(m.layout, ferry.StoreOptions{})
+	if err := s.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, err := s.Pos("many.db"); err != nil || got != pos {
+		t.Fatalf("position after compaction and restart %s (%v); want %s", got, err, pos)
+	}
+}
+
+// countLTX counts a database's local LTX files.
+func countLTX(t *testing.T, layout ferry.Layout, name string) int {
+	t.Helper()
+	ents, err := os.ReadDir(layout.LTXDir(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if _, _, err := ferry.ParseLTXFilename(e.Name()); err == nil {
+			n++
+		}
+	}
+	return n
+}
