@@ -27,7 +27,9 @@ func (d *DB) compactUploaded(files []logFile, uploaded ltx.TXID) error {
 	}
 	var run []logFile
 	for _, f := range files[:len(files)-1] {
-		if f.max > uploaded {
+		if f.max > uploaded || (len(run) > 0 && f.min != run[len(run)-1].max+1) {
+			// Not uploaded yet, or a gap the replicator may still fill:
+			// a merged file must cover exactly the TXIDs of its inputs.
 			break
 		}
 		run = append(run, f)
