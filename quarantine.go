@@ -126,6 +126,7 @@ func (d *DB) closeFilesLocked() {
 		}
 	}
 	d.pendingSize = 0
+	d.unsynced = nil
 }
 
 // quarantineError returns why writes to a quarantined database are
