@@ -345,6 +345,9 @@ func (d *DB) logAppliedLocked(c *checkedLTX, walMode bool) (Pos, error) {
 	if err := d.writePosFile(d.pos); err != nil {
 		return Pos{}, d.fail(err)
 	}
+	if err := d.recordAppliedLocked(d.pos); err != nil {
+		return Pos{}, d.fail(err)
+	}
 	return d.pos, nil
 }
 

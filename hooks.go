@@ -136,6 +136,18 @@ type HistoryReplacer interface {
 	ReplaceDiverged(ctx context.Context, name string, r io.Reader, reason string) (Pos, string, error)
 }
 
+// Resyncer is implemented by an Applier that knows whether a local copy
+// holds commits of its own, and so whether a snapshot may replace it
+// without setting it aside.
+type Resyncer interface {
+	// ReplaceBehind replaces database name with the snapshot read from r
+	// if its copy is exactly what it last applied from elsewhere, and
+	// otherwise sets the copy aside as HistoryReplacer.ReplaceDiverged
+	// does. It returns the new position and where the old copy went, ""
+	// when nothing was set aside.
+	ReplaceBehind(ctx context.Context, name string, r io.Reader, reason string) (Pos, string, error)
+}
+
 // LeaseView tells who holds each database's write lease. The mount uses it
 // for the read-only files that tell applications where writes must go.
 type LeaseView interface {

@@ -143,5 +143,9 @@ func writeRestoredSnapshot(layout Layout, name, path string, pos Pos) error {
 	if err := out.Sync(); err != nil {
 		return err
 	}
-	return layout.WriteBucketPos(name, pos)
+	if err := layout.WriteBucketPos(name, pos); err != nil {
+		return err
+	}
+	// The copy holds nothing but what it fetched.
+	return os.WriteFile(filepath.Join(layout.MetaDir(name), appliedPosName), []byte(pos.String()+"\n"), 0o644)
 }

@@ -336,3 +336,55 @@ func TestRetention(t *testing.T) {
 		s.Close()
 	}
 }
+
+// TestReplaceBehind: a copy that holds only what it applied from elsewhere
+// is replaced by a snapshot without being set aside; one whose position it
+// did not apply (it committed on its own) is set aside.
+func TestReplaceBehind(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	seedDB(t, src, "b.db", "delete", 20)
+	primary := openStore(t, src, ferry.StoreOptions{})
+	defer primary.Close()
+	want, _ := primary.Pos("b.db")
+	files := ltxFiles(t, ferry.Layout{Dir: src}, "b.db")
+	var snap bytes.Buffer
+	if _, err := primary.WriteSnapshot(ctx, "b.db", &snap); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, own := range []bool{false, true} {
+		dir := t.TempDir()
+		replica := openStore(t, dir, ferry.StoreOptions{})
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := replica.ApplyLTX(ctx, "b.db", bytes.NewReader(b)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if own {
+			// As if it had committed since: its position is not one it
+			// applied.
+			if err := os.WriteFile(filepath.Join(ferry.Layout{Dir: dir}.MetaDir("b.db"), "applied-pos"), []byte("0000000000000001/0000000000000001\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pos, aside, err := replica.ReplaceBehind(ctx, "b.db", bytes.NewReader(snap.Bytes()), "behind the holder's log")
+		if err != nil {
+			t.Fatalf("own=%v: %v", own, err)
+		}
+		if pos != want {
+			t.Fatalf("own=%v: at %s, want %s", own, pos, want)
+		}
+		if own != (aside != "") {
+			t.Fatalf("own=%v: set aside in %q", own, aside)
+		}
+		if dirs, _ := replica.SetAside("b.db"); len(dirs) != map[bool]int{false: 0, true: 1}[own] {
+			t.Fatalf("own=%v: lost+found holds %v", own, dirs)
+		}
+		replica.Close()
+	}
+}

@@ -23,6 +23,7 @@ import (
 type Sink interface {
 	ferry.Applier
 	ferry.HistoryReplacer
+	ferry.Resyncer
 }
 
 // ClientOptions configures a Client.
@@ -381,7 +382,13 @@ func (st *stream) handle(ctx context.Context, f *frame) error {
 				why = "diverged from the holder's history (split brain)"
 			}
 			var aside string
-			_, aside, err = sink.ReplaceDiverged(ctx, f.name, r, why)
+			if reason[0] == SnapshotDiverged {
+				_, aside, err = sink.ReplaceDiverged(ctx, f.name, r, why)
+			} else {
+				// Merely behind: a copy that holds only what it applied
+				// from elsewhere is replaced without being set aside.
+				_, aside, err = sink.ReplaceBehind(ctx, f.name, r, why)
+			}
 			if err == nil && reason[0] == SnapshotDiverged {
 				st.c.logger.Error("local copy diverged from the holder's history: replaced with the holder's snapshot",
 					"db", f.name, "holder", st.url, "set_aside", aside)

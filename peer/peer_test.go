@@ -109,6 +109,9 @@ func TestStreamSnapshotToEmptyReplica(t *testing.T) {
 	if st := c.Stats(); st.Snapshots != 1 || st.Diverged != 0 {
 		t.Fatalf("stats %+v, want one snapshot and no divergence", st)
 	}
+	if dirs, err := replica.SetAside("a.db"); err != nil || len(dirs) != 0 {
+		t.Fatalf("an empty replica set a copy aside: %v %v", dirs, err)
+	}
 }
 
 // TestStreamResnapshotsDivergedReplica gives the holder and the replica
@@ -283,5 +286,9 @@ func TestStreamSnapshotsReplicaBehindLog(t *testing.T) {
 	})
 	if st := c.Stats(); st.Snapshots != 1 || st.Diverged != 0 {
 		t.Fatalf("stats %+v, want one snapshot and no divergence", st)
+	}
+	// The replica's copy held only what it applied: nothing to keep.
+	if dirs, err := replica.SetAside("a.db"); err != nil || len(dirs) != 0 {
+		t.Fatalf("a replica merely behind set its copy aside: %v %v", dirs, err)
 	}
 }
