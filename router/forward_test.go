@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -210,5 +211,40 @@ func TestForwardedRequestsAreAuthenticated(t *testing.T) {
 	a.router.ServeHTTP(w, r)
 	if w.Code != http.StatusOK || seen.Get(secretH) != "" {
 		t.Fatalf("client request with a credential header: code %d, app saw %q", w.Code, seen.Get(secretH))
+	}
+}
+
+// lateLeases learns of database holders only once told.
+type lateLeases struct {
+	holder string
+	known  atomic.Bool
+}
+
+func (l *lateLeases) Holder(string) (string, uint64, bool) {
+	if !l.known.Load() {
+		return "", 0, false
+	}
+	return l.holder, 1, true
+}
+
+// TestReadWaitsToLearnHolder: a client that just wrote a database on
+// another node reads it here before this node has heard who holds its
+// lease. The read waits to learn the holder and goes there, rather than
+// serving a copy this node does not have.
+func TestReadWaitsToLearnHolder(t *testing.T) {
+	late := &lateLeases{holder: "node-a"}
+	p := newPair(t, func(c *Config) {
+		c.Leases = late
+		c.MaxLag = 5 * time.Second
+	})
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		late.known.Store(true)
+	}()
+	r := request(http.MethodGet, "t1.db")
+	r.Header.Set(HeaderName, formatWritten(written{{"t1.db", 1}}))
+	p.b.router.ServeHTTP(httptest.NewRecorder(), r)
+	if p.a.hits.Load() != 1 || p.b.hits.Load() != 0 {
+		t.Fatalf("holder hits %d, replica hits %d", p.a.hits.Load(), p.b.hits.Load())
 	}
 }

@@ -46,6 +46,12 @@ func (rt *Router) serveRead(w http.ResponseWriter, r *http.Request, name string)
 	}
 	// The lease may have moved while the read waited.
 	holder, _, held = rt.cfg.Leases.Holder(name)
+	if !held && rt.cfg.ReadBehind != ReadBehindServe && r.Header.Get(ForwardedHeader) == "" {
+		// The client wrote this database elsewhere, and this node has not
+		// learnt yet who holds its lease: serving now would miss the
+		// write, or open a database this node does not have.
+		holder, held = rt.waitHolderKnown(r.Context(), name, want)
+	}
 	if rt.cfg.ReadBehind == ReadBehindServe || !held || holder == rt.cfg.NodeID || r.Header.Get(ForwardedHeader) != "" {
 		rt.cfg.Logger.Debug("read served before catching up", "db", name, "want", want)
 		rt.serveLocal(w, r)
@@ -140,6 +146,29 @@ func (rt *Router) waitHolder(ctx context.Context, name string) (string, bool) {
 
 // waitCaughtUp waits up to MaxLag until this node has applied TXID want of
 // database name, and reports whether it has.
+// waitHolderKnown waits up to MaxLag until this node knows who holds
+// database name's lease, or its own copy reaches want; it returns the
+// holder, or false when it caught up or learnt nothing.
+func (rt *Router) waitHolderKnown(ctx context.Context, name string, want ltx.TXID) (string, bool) {
+	ctx, cancel := context.WithTimeout(ctx, rt.cfg.MaxLag)
+	defer cancel()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		if holder, _, ok := rt.cfg.Leases.Holder(name); ok {
+			return holder, true
+		}
+		if pos, err := rt.cfg.Positions.LocalPos(name); err == nil && pos.TXID >= want {
+			return "", false
+		}
+		select {
+		case <-ctx.Done():
+			return "", false
+		case <-tick.C:
+		}
+	}
+}
+
 func (rt *Router) waitCaughtUp(ctx context.Context, name string, want ltx.TXID) bool {
 	pos, err := rt.cfg.Positions.LocalPos(name)
 	if err == nil && pos.TXID >= want {
