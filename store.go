@@ -337,6 +337,25 @@ func (s *Store) DBs() []string {
 	return names
 }
 
+// Candidates lists the empty files the store has seen that may still
+// become databases. One may stand in for a database another node has just
+// created, opened here before this node heard of it: following it from
+// the bucket turns it into that database.
+func (s *Store) Candidates() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var names []string
+	for name, db := range s.dbs {
+		db.mu.Lock()
+		if db.state == stateCandidate {
+			names = append(names, name)
+		}
+		db.mu.Unlock()
+	}
+	sort.Strings(names)
+	return names
+}
+
 // DB returns the database called name, or nil.
 func (s *Store) DB(name string) *DB {
 	s.mu.Lock()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -68,5 +69,41 @@ func TestE2EReplicaFollowsBucket(t *testing.T) {
 	}
 	if out, _ := sqlite(a, "SELECT count(*) FROM t"); out != "3" {
 		t.Fatalf("primary has %s rows after a refused replica write, want 3", out)
+	}
+}
+
+// TestE2EReplicaStandInIsReplaced: an application on a node that has not
+// heard yet that another node created a database opens it with O_CREAT,
+// which leaves an empty local file in its place. Once the database is in
+// the bucket, following it turns that file into the database, rather than
+// letting it hide the database on this node for good. The stand-in is put
+// in place directly here, since the window in which the mount creates one
+// is a race with the lease table.
+func TestE2EReplicaStandInIsReplaced(t *testing.T) {
+	bucket := filepath.Join(t.TempDir(), "bucket")
+	cfg := func(node string) string {
+		return fmt.Sprintf("lease:\n  node: %s\n  static:\n    primary: a\n"+
+			"bucket:\n  type: file\n  path: %q\n  upload-interval: 100ms\n  follow-interval: 100ms\n", node, bucket)
+	}
+	a := startMountWith(t, cfg("a"))
+	if out, err := exec.Command("sqlite3", a.Path("late.db"), "CREATE TABLE t(x); INSERT INTO t VALUES (7);").CombinedOutput(); err != nil {
+		t.Fatalf("write on a: %v %s", err, out)
+	}
+	b := newTestMount(t, cfg("b"))
+	if err := os.MkdirAll(filepath.Dir(b.TreePath("late.db")), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b.TreePath("late.db"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.start(t)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out, err := exec.Command("sqlite3", "-readonly", b.Path("late.db"), "SELECT x FROM t;").CombinedOutput()
+		if err == nil && strings.TrimSpace(string(out)) == "7" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node b still reads %q (%v) through its stand-in\nnode b:\n%s", out, err, b.output)
+		}
 	}
 }

@@ -185,11 +185,14 @@ func startFollower(ctx context.Context, interval time.Duration, rep *replicate.R
 	f := &replicate.Follower{
 		Replicator: rep,
 		Applier:    store,
-		Databases:  store.DBs,
-		Writer:     guard.Holds,
-		Streamed:   streamed,
-		Interval:   interval,
-		Logger:     logger.With("component", "follow"),
+		// Empty candidates too: one opened here before this node heard
+		// that another node created the database stands in for it until
+		// the bucket's copy is applied over it.
+		Databases: func() []string { return append(store.DBs(), store.Candidates()...) },
+		Writer:    guard.Holds,
+		Streamed:  streamed,
+		Interval:  interval,
+		Logger:    logger.With("component", "follow"),
 	}
 	done := make(chan struct{})
 	go func() {
