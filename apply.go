@@ -169,9 +169,6 @@ func (d *DB) applyLocked(ctx context.Context, r io.Reader) (Pos, error) {
 		return Pos{}, err
 	}
 	hdr := c.hdr
-	if err := d.ensureFile(); err != nil {
-		return Pos{}, d.fail(err)
-	}
 	data := make([]byte, hdr.PageSize)
 	walMode := d.walMode
 	for {
@@ -329,7 +326,6 @@ func (d *DB) logAppliedLocked(c *checkedLTX, walMode bool) (Pos, error) {
 		return Pos{}, d.fail(err)
 	}
 	dir := d.store.layout.LTXDir(d.name)
-	d.logSettled.Store(false)
 	if err := os.Rename(c.tmp.Name(), d.store.layout.LTXPath(d.name, hdr.MinTXID, hdr.MaxTXID)); err != nil {
 		return Pos{}, d.fail(fmt.Errorf("add to log: %w", err))
 	}
@@ -372,9 +368,6 @@ func (d *DB) foldWAL() error {
 	}
 	pages, err := d.readLogicalPages(pgnos, d.wal.hdr.pageSize)
 	if err != nil {
-		return err
-	}
-	if err := d.ensureFile(); err != nil {
 		return err
 	}
 	for _, p := range pages {

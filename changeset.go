@@ -43,10 +43,6 @@ type queued struct {
 // maxQueued bounds the change sets that wait to be written as one file.
 const maxQueued = 1024
 
-// directFlushSize is the size of a durable change set from which it is
-// written to the LTX log at once rather than to the pending log.
-const directFlushSize = 1 << 20
-
 // writeChangeSet records cs as the next transaction: it updates the page
 // checksums and the position, and queues the change set. When durable is
 // set (the application synced its own files), the change set is made
@@ -114,17 +110,10 @@ func (d *DB) writeChangeSet(cs changeSet, durable bool) error {
 		}
 	}
 	d.queue = append(d.queue, queued{hdr: hdr, pages: cs.pages, post: post})
-	d.active = true
 	for _, l := range d.store.capturers {
 		l.Captured(d.name, d.pos)
 	}
 	d.store.subs.wake(d.name)
-	if durable && len(cs.pages)*int(cs.pageSize) >= directFlushSize {
-		// A large transaction goes straight to its LTX file, synced:
-		// through the pending log it would be written twice and held in
-		// memory until the flush.
-		return d.flushLocked()
-	}
 	if durable {
 		if err := d.persistLocked(); err != nil {
 			return err
@@ -188,34 +177,15 @@ func (d *DB) persistLocked() error {
 	return nil
 }
 
-// flushLocked writes the queued change sets to the LTX log as one file,
-// durably: see flushGroupLocked.
-func (d *DB) flushLocked() error { return d.flushGroupLocked(true) }
-
-// flushGroupLocked writes the queued change sets to the LTX log as one file
-// covering their TXIDs (newest version of each page, the first's pre-apply
-// and the last's post-apply checksum) and tells the listeners. Grouping
+// flushLocked writes the queued change sets to the LTX log as one file
+// covering their TXIDs (newest version of each page, the first's
+// pre-apply and the last's post-apply checksum), syncs it, empties the
+// pending log, records the position and tells the listeners. Grouping
 // keeps the cost of creating files, which dominates on some filesystems,
 // off the commit path.
-//
-// With durable set, the file is synced, as is every file written before
-// it without a sync; the pending log is then emptied and the position
-// recorded. Without it (the background flusher), the file is renamed into
-// the log unsynced and the pending log keeps the change sets: syncing
-// files one database at a time cost several syncs per commit when many
-// databases each commit a little, and the store's checkpoint syncs every
-// database's new files with one syncfs instead (checkpoint.go).
-func (d *DB) flushGroupLocked(durable bool) error {
+func (d *DB) flushLocked() error {
 	if len(d.queue) == 0 {
-		if durable && len(d.unsynced) > 0 {
-			return d.settleLocked()
-		}
 		return nil
-	}
-	if d.pendingSize > maxUnsyncedPending {
-		// A database that commits without pause may never be left alone
-		// long enough for the checkpoint: bound its pending log.
-		durable = true
 	}
 	first, last := d.queue[0], d.queue[len(d.queue)-1]
 	hdr := last.hdr
@@ -246,8 +216,8 @@ func (d *DB) flushGroupLocked(durable bool) error {
 			hdr.WALSalt1, hdr.WALSalt2 = last.hdr.WALSalt1, last.hdr.WALSalt2
 		}
 	}
-	// Write under a temporary name and rename when complete, so that
-	// readers of the log never see a partial file.
+	// Write under a temporary name and rename when complete and synced, so
+	// that readers of the log never see a partial file.
 	f, err := d.createLTX(hdr.MinTXID, hdr.MaxTXID, ".tmp")
 	if err != nil {
 		return d.fail(err)
@@ -261,75 +231,44 @@ func (d *DB) flushGroupLocked(durable bool) error {
 	if err == nil {
 		size, err = f.Seek(0, io.SeekCurrent)
 	}
-	if err == nil && durable {
+	if err == nil {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	path := d.store.layout.LTXPath(d.name, hdr.MinTXID, hdr.MaxTXID)
 	if err == nil {
-		err = os.Rename(f.Name(), path)
+		err = os.Rename(f.Name(), d.store.layout.LTXPath(d.name, hdr.MinTXID, hdr.MaxTXID))
+	}
+	if err == nil && d.pendingSize > 0 {
+		// The pending log is emptied next: the new name must be durable
+		// first.
+		err = syncDir(d.store.layout.LTXDir(d.name))
 	}
 	if err != nil {
 		_ = os.Remove(f.Name())
 		return d.fail(fmt.Errorf("write LTX file: %w", err))
 	}
 	d.keepRecentLocked()
-	// The queue's pages now live in the file (and in the recent change
-	// sets a reader watches): let them go, so that memory is held only by
-	// work in flight.
-	clear(d.queue)
 	d.queue = d.queue[:0]
-	pos := Pos{TXID: hdr.MaxTXID, PostApplyChecksum: last.post}
-	if durable {
-		if err := d.settleLocked(); err != nil {
-			return err
-		}
-	} else {
-		d.unsyncedSeq++
-		d.unsynced = append(d.unsynced, unsyncedFile{path: path, seq: d.unsyncedSeq})
-		d.store.kickCheckpoint()
-	}
-	d.store.commits.add(d.name, uint64(hdr.MaxTXID-hdr.MinTXID+1), uint64(size))
-	d.store.notify(d.name, pos)
-	return nil
-}
-
-// settleLocked makes every LTX file written without a sync durable, and
-// then empties the pending log and records the position. The file just
-// written with a sync, if any, is already durable. The queue must be
-// empty: the pending log holds nothing else then.
-func (d *DB) settleLocked() error {
-	if err := syncFiles(d.store.layout.Dir, d.unsynced); err != nil {
-		return d.fail(err)
-	}
-	if d.pendingSize > 0 || len(d.unsynced) > 0 {
-		// The pending log is emptied next: the new names must be durable
-		// first.
-		if err := syncDir(d.store.layout.LTXDir(d.name)); err != nil {
-			return d.fail(fmt.Errorf("write LTX file: %w", err))
-		}
-	}
-	d.unsynced = d.unsynced[:0]
 	if d.pendingSize > 0 {
 		if err := d.pending.Truncate(0); err != nil {
 			return d.fail(fmt.Errorf("empty pending log: %w", err))
 		}
 		d.pendingSize = 0
 	}
-	if err := d.writePosFile(d.pos); err != nil {
+	pos := Pos{TXID: hdr.MaxTXID, PostApplyChecksum: last.post}
+	if err := d.writePosFile(pos); err != nil {
 		return d.fail(err)
 	}
-	// The checkpoint closes the files once the database stays idle.
-	d.store.kickCheckpoint()
+	d.store.commits.add(d.name, uint64(hdr.MaxTXID-hdr.MinTXID+1), uint64(size))
+	d.store.notify(d.name, pos)
 	return nil
 }
 
 // createLTX creates the log file for TXIDs min to max, with suffix added
 // to its name.
 func (d *DB) createLTX(min, max ltx.TXID, suffix string) (*os.File, error) {
-	d.logSettled.Store(false)
 	dir := d.store.layout.LTXDir(d.name)
 	path := d.store.layout.LTXPath(d.name, min, max) + suffix
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)

@@ -9,7 +9,6 @@ import (
 	"os"
 	"sort"
 	"sync"
-	"sync/atomic"
 
 	"github.com/ferrydb/ferry/ltx"
 )
@@ -73,20 +72,6 @@ type DB struct {
 	pending     *os.File
 	pendingSize int64
 	posFile     *os.File
-
-	// LTX files in the log that are not synced yet; the pending log holds
-	// their change sets until they are (see flushGroupLocked).
-	unsynced    []unsyncedFile
-	unsyncedSeq uint64
-
-	// active is set by every commit and cleared by the checkpoint, which
-	// closes the files of a database that stayed idle (see closeIdle).
-	active bool
-
-	// logSettled is set when the retention pass left only the newest LTX
-	// file, and cleared whenever a file is added: the pass skips the
-	// database until then, so that idle databases cost no directory reads.
-	logSettled atomic.Bool
 
 	// foreign is set when a write that was not a checkpoint changed the
 	// file of a WAL-mode database (see CheckDBWrite).
@@ -243,17 +228,6 @@ func (d *DB) openFile() error {
 	}
 	d.file = f
 	return nil
-}
-
-// ensureFile opens the backing database file if the store closed it while
-// the database was idle (see closeIdleLocked).
-func (d *DB) ensureFile() error {
-	if d.file != nil {
-		return nil
-	}
-	d.active = true
-	d.store.kickCheckpoint()
-	return d.openFile()
 }
 
 // openCandidate prepares state for an empty file that may become a
@@ -505,9 +479,6 @@ func (d *DB) commitJournalLocked() error {
 		d.logger.Warn("database header is not valid at commit; capturing at the last page size", "page_size", d.pageSize)
 		pageSize = d.pageSize
 	}
-	if err := d.ensureFile(); err != nil {
-		return d.fail(err)
-	}
 	fi, err := d.file.Stat()
 	if err != nil {
 		return d.fail(fmt.Errorf("stat database: %w", err))
@@ -569,9 +540,6 @@ func (d *DB) fail(err error) error {
 
 // readHeader reads the database file's header.
 func (d *DB) readHeader() (dbHeader, error) {
-	if err := d.ensureFile(); err != nil {
-		return nil, err
-	}
 	b := make([]byte, sqliteHeaderSize)
 	n, err := d.file.ReadAt(b, 0)
 	if n < sqliteHeaderSize {

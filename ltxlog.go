@@ -110,11 +110,6 @@ func (d *DB) loadLog() error {
 		return err
 	}
 	if d.pos != recorded {
-		// The files past the recorded position may not be synced yet: the
-		// position file must not get ahead of them.
-		if err := syncFS(d.store.layout.Dir); err != nil {
-			return err
-		}
 		if err := d.writePosFile(d.pos); err != nil {
 			return err
 		}
@@ -133,9 +128,6 @@ func (d *DB) replayPending() error {
 		return nil
 	} else if err != nil {
 		return fmt.Errorf("read pending log: %w", err)
-	}
-	if len(b) == 0 {
-		return nil
 	}
 	for len(b) >= 8 {
 		n := binary.BigEndian.Uint64(b[:8])
@@ -179,11 +171,6 @@ func (d *DB) replayPending() error {
 		d.lastHdr = hdr
 		d.logger.Info("recovered change set from pending log", "txid", hdr.MaxTXID)
 	}
-	// LTX files the pending log backed may not have been synced when the
-	// process ended.
-	if err := syncFS(d.store.layout.Dir); err != nil {
-		return err
-	}
 	if err := os.Truncate(path, 0); err != nil {
 		return fmt.Errorf("empty pending log: %w", err)
 	}
@@ -209,15 +196,10 @@ func verifyLTXFile(path string) (ltx.Header, ltx.Trailer, error) {
 // newest file always stays, and with KeepUntilUploaded so does every file
 // the bucket does not hold yet.
 func (d *DB) enforceRetention(now time.Time) error {
-	// Set before listing, so that a file added meanwhile clears it.
-	if d.logSettled.Swap(true) {
-		return nil
-	}
 	files, err := d.store.listLog(d.name)
 	if err != nil || len(files) < 2 {
 		return err
 	}
-	d.logSettled.Store(false) // look again at the next pass
 	keepAbove := ltx.TXID(1<<64 - 1)
 	if d.store.opts.KeepUntilUploaded {
 		bpos, err := d.store.layout.ReadBucketPos(d.name)
@@ -227,7 +209,6 @@ func (d *DB) enforceRetention(now time.Time) error {
 		keepAbove = bpos.TXID
 	}
 	cutoff := now.Add(-d.store.opts.Retention)
-	expired := 0
 	for _, f := range files[:len(files)-1] {
 		if !f.ModTime.Before(cutoff) || f.MaxTXID > keepAbove {
 			break
@@ -235,12 +216,8 @@ func (d *DB) enforceRetention(now time.Time) error {
 		if err := os.Remove(f.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove expired LTX file: %w", err)
 		}
-		expired++
 	}
-	if !d.store.opts.KeepUntilUploaded {
-		return nil
-	}
-	return d.compactUploaded(files[expired:], keepAbove)
+	return nil
 }
 
 // checkChain reports the first break in a log's chain: a file that does

@@ -126,7 +126,6 @@ func (d *DB) closeFilesLocked() {
 		}
 	}
 	d.pendingSize = 0
-	d.unsynced = nil
 }
 
 // quarantineError returns why writes to a quarantined database are

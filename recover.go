@@ -105,9 +105,6 @@ func (d *DB) logicalPageCount(hdr dbHeader) (uint32, error) {
 	if n, ok := hdr.pageCount(); ok {
 		return n, nil
 	}
-	if err := d.ensureFile(); err != nil {
-		return 0, err
-	}
 	fi, err := d.file.Stat()
 	if err != nil {
 		return 0, fmt.Errorf("stat database: %w", err)

@@ -40,47 +40,9 @@ func (d *DB) scheduleRepairLocked() {
 	if d.repair.delay == 0 {
 		d.repair = repairSchedule{next: time.Now().Add(repairFirstDelay), delay: repairFirstDelay}
 	}
-	d.store.markBroken(d)
-}
-
-// markBroken adds db to the databases the repair loop visits.
-func (s *Store) markBroken(db *DB) {
-	s.brokenMu.Lock()
-	defer s.brokenMu.Unlock()
-	s.brokenDBs[db] = struct{}{}
-}
-
-// brokenCandidates returns the databases marked broken, forgetting those
-// repaired meanwhile.
-func (s *Store) brokenCandidates() []*DB {
-	s.brokenMu.Lock()
-	dbs := make([]*DB, 0, len(s.brokenDBs))
-	for db := range s.brokenDBs {
-		dbs = append(dbs, db)
-	}
-	s.brokenMu.Unlock()
-	var broken []*DB
-	for _, db := range dbs {
-		if db.isBroken() {
-			broken = append(broken, db)
-			continue
-		}
-		// Forget it, then look again: it may have broken anew meanwhile.
-		// (A database's lock is never taken under brokenMu.)
-		s.brokenMu.Lock()
-		delete(s.brokenDBs, db)
-		s.brokenMu.Unlock()
-		if db.isBroken() {
-			broken = append(broken, db)
-			s.markBroken(db)
-		}
-	}
-	return broken
 }
 
 // repairLoop retries the repair of every broken database when it is due.
-// It visits only the databases marked broken, so that healthy ones cost
-// nothing however many there are.
 func (s *Store) repairLoop(ctx context.Context) {
 	t := time.NewTicker(repairPollInterval)
 	defer t.Stop()
@@ -89,7 +51,7 @@ func (s *Store) repairLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			for _, d := range s.brokenCandidates() {
+			for _, d := range s.allDBs() {
 				if d.repairDue(now) {
 					d.tryRepair(ctx)
 				}
@@ -185,9 +147,6 @@ func (d *DB) reopen(ctx context.Context) error {
 		d.pending = nil
 	}
 	d.pendingSize = 0
-	// The pending log still holds the change sets of LTX files not synced
-	// yet; loading the log replays it and syncs them.
-	d.unsynced = nil
 	d.queue = nil
 	d.journalActive, d.dbSynced = false, false
 	d.dirty = make(map[uint32]struct{})

@@ -43,12 +43,6 @@ type StoreOptions struct {
 	// NoWALWatch follows WALs that bypass the store by polling alone,
 	// without asking the kernel (inotify) to tell of each write.
 	NoWALWatch bool
-
-	// CheckpointDelay is how long LTX files the background flusher wrote
-	// without a sync wait, their change sets held by the pending log,
-	// before one syncfs makes every database's files durable. Zero means
-	// 500 ms.
-	CheckpointDelay time.Duration
 }
 
 // Invalidator drops what the kernel caches about a file in the mount. The
@@ -89,20 +83,10 @@ type Store struct {
 	dbs       map[string]*DB
 	opened    bool
 
-	syncKick       chan struct{}
-	checkpointKick chan struct{}
-
-	// Databases whose WAL has handles that bypass the store, which the
-	// WAL poll visits.
-	brokenMu  sync.Mutex
-	brokenDBs map[*DB]struct{} // marked broken; the repair loop visits them
-
-	bypassMu   sync.Mutex
-	bypass     map[*DB]struct{}
-	bypassKick chan struct{}
-	cancel     context.CancelFunc
-	runCtx     context.Context // ends at Close
-	wg         sync.WaitGroup
+	syncKick chan struct{}
+	cancel   context.CancelFunc
+	runCtx   context.Context // ends at Close
+	wg       sync.WaitGroup
 }
 
 var _ Applier = (*Store)(nil)
@@ -123,11 +107,7 @@ func NewStore(layout Layout, opts StoreOptions) *Store {
 		logger: logger,
 		dbs:    make(map[string]*DB),
 
-		syncKick:       make(chan struct{}, 1),
-		checkpointKick: make(chan struct{}, 1),
-		bypass:         make(map[*DB]struct{}),
-		brokenDBs:      make(map[*DB]struct{}),
-		bypassKick:     make(chan struct{}, 1),
+		syncKick: make(chan struct{}, 1),
 	}
 }
 
@@ -235,14 +215,10 @@ func (s *Store) Open(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel, s.runCtx = cancel, ctx
-	s.wg.Add(5)
+	s.wg.Add(4)
 	go func() {
 		defer s.wg.Done()
 		s.retentionLoop(ctx)
-	}()
-	go func() {
-		defer s.wg.Done()
-		s.checkpointLoop(ctx)
 	}()
 	go func() {
 		defer s.wg.Done()
@@ -256,8 +232,6 @@ func (s *Store) Open(ctx context.Context) error {
 		defer s.wg.Done()
 		s.repairLoop(ctx)
 	}()
-	// The checkpoint closes the files of every database that stays idle.
-	s.kickCheckpoint()
 	return nil
 }
 

@@ -244,9 +244,6 @@ func (d *DB) WALSynced() error {
 // readLogicalPages reads pages as the application sees them: the newest
 // committed WAL frame of each page, or else the database file.
 func (d *DB) readLogicalPages(pgnos []uint32, pageSize uint32) ([]page, error) {
-	if err := d.ensureFile(); err != nil {
-		return nil, err
-	}
 	var wal *os.File
 	if d.wal.hdrOK && len(d.wal.index) > 0 {
 		f, err := os.Open(d.store.layout.DBPath(d.name) + "-wal")

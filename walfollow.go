@@ -66,9 +66,6 @@ func (d *DB) WALBypassOpened() {
 	d.follow.handles++
 	d.follow.skip, d.follow.idle = 0, 0
 	d.watchWALLocked()
-	if d.follow.handles == 1 {
-		d.store.bypassed(d, true)
-	}
 }
 
 // WALBypassClosed records that such a handle was closed. The last one
@@ -82,7 +79,6 @@ func (d *DB) WALBypassClosed() {
 	var unfence func()
 	if d.follow.handles <= 0 {
 		d.follow.handles = 0
-		d.store.bypassed(d, false)
 		d.unwatchWALLocked()
 		d.closeWALReaderLocked()
 		unfence, d.follow.unfence = d.follow.unfence, nil
@@ -240,71 +236,21 @@ func (d *DB) pollWAL() {
 	fw.skip = min(fw.idle, walPollMaxSkip)
 }
 
-// bypassed adds db to the set of databases whose WAL has handles that
-// bypass the store, or removes it, and wakes the poll when the set stops
-// being empty.
-func (s *Store) bypassed(db *DB, open bool) {
-	s.bypassMu.Lock()
-	defer s.bypassMu.Unlock()
-	if !open {
-		delete(s.bypass, db)
-		return
-	}
-	s.bypass[db] = struct{}{}
-	select {
-	case s.bypassKick <- struct{}{}:
-	default:
-	}
-}
-
-// bypassedDBs returns the databases whose WAL bypasses the store.
-func (s *Store) bypassedDBs() []*DB {
-	s.bypassMu.Lock()
-	defer s.bypassMu.Unlock()
-	dbs := make([]*DB, 0, len(s.bypass))
-	for db := range s.bypass {
-		dbs = append(dbs, db)
-	}
-	return dbs
-}
-
 // walPollLoop looks for new commits in every WAL that bypasses the store.
-// It visits only those databases, and sleeps while there are none, so that
-// idle databases cost no CPU however many there are.
 func (s *Store) walPollLoop(ctx context.Context) {
 	every := s.opts.WALPollInterval
 	if every <= 0 {
 		every = walPollInterval
 	}
-	var t *time.Ticker
-	defer func() {
-		if t != nil {
-			t.Stop()
-		}
-	}()
+	t := time.NewTicker(every)
+	defer t.Stop()
 	for {
-		dbs := s.bypassedDBs()
-		if len(dbs) == 0 {
-			if t != nil {
-				t.Stop()
-				t = nil
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-s.bypassKick: // a WAL was opened for bypass
-			}
-			continue
-		}
-		if t == nil {
-			t = time.NewTicker(every)
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		for _, db := range dbs {
+		for _, db := range s.allDBs() {
 			db.pollWAL()
 		}
 	}

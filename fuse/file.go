@@ -189,7 +189,7 @@ func (h *file) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 func (h *file) Flush(ctx context.Context) syscall.Errno {
 	errno := h.captureWritesOutside()
 	if role, db := h.tracked(); role == ferry.RoleDB && db != nil {
-		if err := db.Flush(); err != nil {
+		if err := db.Sync(); err != nil {
 			h.fsys.logger.Error("write change sets", "name", h.name, "err", err)
 		}
 	}

@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
 # Mounts Ferry on a temporary directory, runs `ferry bench` inside the mount
 # against a plain directory on the same disk, and unmounts. Arguments are
-# passed on to `ferry bench` (for example -duration 10s, -json, or
-# -workloads multi,bulk -tenants 100 -tenant-writes 100 -bulk-rows 100000).
-# FERRY_PPROF=127.0.0.1:6060 in the environment serves the mount's profiles.
+# passed on to `ferry bench` (for example -duration 10s or -json).
 #
 #	sudo scripts/bench.sh [-duration 5s] [-json]
 set -euo pipefail
@@ -31,7 +29,7 @@ fuse:
 data:
   dir: $work/data
 YAML
-FERRY_PPROF="${FERRY_PPROF:-}" "$work/ferry" mount -config "$work/ferry.yml" >"$work/mount.log" 2>&1 &
+"$work/ferry" mount -config "$work/ferry.yml" >"$work/mount.log" 2>&1 &
 mount_pid=$!
 for _ in $(seq 1 200); do
 	grep -q " $work/mnt " /proc/self/mountinfo && break

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 )
 
@@ -22,16 +21,6 @@ type benchOptions struct {
 	Writes    int           // most write transactions per phase
 	TableRows int           // rows in the table the point reads select from
 	JSON      bool          // print JSON instead of a table
-
-	Workloads    map[string]bool // which of basic, multi and bulk to run
-	Tenants      int             // databases in the multi-tenant workload
-	TenantWrites int             // autocommit INSERTs per tenant
-	BulkRows     int             // rows in the bulk transaction
-
-	IdleTenants int           // tenants the idle workload creates
-	PID         int           // the mount's process, for the idle workload
-	IdleWindow  time.Duration // how long the idle workload watches the mount
-	KeepTenants bool          // leave the idle workload's tenants in the mount
 }
 
 const benchUsage = `Usage: ferry bench [flags] DIR
@@ -43,20 +32,7 @@ DELETE mode with synchronous=FULL it reports small write transactions per
 second (each one autocommit INSERT of a 100-byte row), their p50 and p99
 commit latency, and point reads per second (SELECT by primary key).
 
-Two more workloads run in both modes. "multi" creates -tenants databases
-and commits -tenant-writes autocommit INSERTs to each, round-robin, and
-reports transactions per second with the p50, p99 and maximum commit
-latency; the mount and the baseline take turns round by round. "bulk" inserts -bulk-rows rows in one transaction and reports how
-long it took. -workloads chooses which of basic, multi and bulk run.
-
-"idle", run only when named, creates -idle-tenants databases (DELETE mode,
-a table and one row each, closed one after another) in both places and
-reports the creation rates. With -pid, the mount's process, it then
-reports the mount's resident memory, open descriptors and threads, and
-its CPU use over -idle-window while every tenant is idle. -keep-tenants
-leaves the tenants in the mount, to measure a restart with them.
-
-Each measurement uses fresh database files that are removed afterwards.
+Each measurement uses a fresh database file that is removed afterwards.
 
 Flags:
 `
@@ -111,14 +87,6 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 	fs.IntVar(&opt.Writes, "writes", 1_000_000, "most write transactions per phase")
 	fs.IntVar(&opt.TableRows, "rows", 10_000, "rows in the table the point reads select from")
 	fs.BoolVar(&opt.JSON, "json", false, "print the results as JSON")
-	workloads := fs.String("workloads", "basic,multi,bulk", "comma-separated `list` of the workloads to run: basic, multi, bulk, idle")
-	fs.IntVar(&opt.Tenants, "tenants", 100, "databases in the multi-tenant workload")
-	fs.IntVar(&opt.TenantWrites, "tenant-writes", 100, "autocommit INSERTs per database in the multi-tenant workload")
-	fs.IntVar(&opt.BulkRows, "bulk-rows", 100_000, "rows the bulk workload inserts in one transaction")
-	fs.IntVar(&opt.IdleTenants, "idle-tenants", 1000, "databases the idle workload creates")
-	fs.IntVar(&opt.PID, "pid", 0, "process ID of the mount, for the idle workload's memory, descriptor and CPU figures")
-	fs.DurationVar(&opt.IdleWindow, "idle-window", time.Minute, "how long the idle workload watches the mount's CPU use")
-	fs.BoolVar(&opt.KeepTenants, "keep-tenants", false, "leave the idle workload's databases in the mount")
 	if err := fs.Parse(args); err != nil {
 		return opt, err
 	}
@@ -127,15 +95,6 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 		return opt, errors.New("bench: want exactly one directory argument")
 	}
 	opt.Dir = fs.Arg(0)
-	opt.Workloads = map[string]bool{}
-	for _, w := range strings.Split(*workloads, ",") {
-		switch w = strings.TrimSpace(w); w {
-		case "basic", "multi", "bulk", "idle":
-			opt.Workloads[w] = true
-		default:
-			return opt, fmt.Errorf("bench: unknown workload %q in -workloads; want basic, multi, bulk or idle", w)
-		}
-	}
 	switch {
 	case opt.Duration <= 0:
 		return opt, fmt.Errorf("bench: -duration must be positive, not %v", opt.Duration)
@@ -145,18 +104,6 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 		return opt, fmt.Errorf("bench: -writes must be at least 1, not %d", opt.Writes)
 	case opt.TableRows < 1:
 		return opt, fmt.Errorf("bench: -rows must be at least 1, not %d", opt.TableRows)
-	case opt.Tenants < 1:
-		return opt, fmt.Errorf("bench: -tenants must be at least 1, not %d", opt.Tenants)
-	case opt.TenantWrites < 1:
-		return opt, fmt.Errorf("bench: -tenant-writes must be at least 1, not %d", opt.TenantWrites)
-	case opt.BulkRows < 1:
-		return opt, fmt.Errorf("bench: -bulk-rows must be at least 1, not %d", opt.BulkRows)
-	case opt.IdleTenants < 1:
-		return opt, fmt.Errorf("bench: -idle-tenants must be at least 1, not %d", opt.IdleTenants)
-	case opt.PID < 0:
-		return opt, fmt.Errorf("bench: -pid must be a process ID, not %d", opt.PID)
-	case opt.IdleWindow <= 0:
-		return opt, fmt.Errorf("bench: -idle-window must be positive, not %v", opt.IdleWindow)
 	}
 	return opt, nil
 }
@@ -167,9 +114,6 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, error) {
 func runBenchmarks(ctx context.Context, opt benchOptions, progress io.Writer) (*benchReport, error) {
 	report := &benchReport{Duration: opt.Duration.String()}
 	for _, mode := range benchModes() {
-		if !opt.Workloads["basic"] {
-			break
-		}
 		var pair [2]benchResult
 		for i, place := range []struct{ name, dir string }{{"mount", opt.Dir}, {"plain", opt.Baseline}} {
 			fmt.Fprintf(progress, "bench: %s in %s (%s)\n", mode, place.name, place.dir)
@@ -186,25 +130,6 @@ func runBenchmarks(ctx context.Context, opt benchOptions, progress io.Writer) (*
 		}
 		report.Results = append(report.Results, pair[0], pair[1])
 		report.Ratios = append(report.Ratios, ratioOf(pair[0], pair[1]))
-	}
-	if !opt.Workloads["multi"] {
-		opt.Tenants = 0
-	}
-	if !opt.Workloads["bulk"] {
-		opt.BulkRows = 0
-	}
-	err := runWorkloads(ctx, opt, report, func(w string, mode benchMode) {
-		fmt.Fprintf(progress, "bench: %s %s in %s and %s\n", w, mode, opt.Dir, opt.Baseline)
-	})
-	if err != nil {
-		return nil, err
-	}
-	if opt.Workloads["idle"] {
-		res, err := benchIdle(ctx, opt, progress)
-		if err != nil {
-			return nil, err
-		}
-		report.Idle = &res
 	}
 	return report, nil
 }

@@ -39,11 +39,6 @@ type benchReport struct {
 	Duration string        `json:"phaseDuration"`
 	Results  []benchResult `json:"results"`
 	Ratios   []benchRatio  `json:"ratios"` // mount / plain
-
-	Workloads      []workloadResult `json:"workloads,omitempty"`
-	WorkloadRatios []workloadRatio  `json:"workloadRatios,omitempty"` // mount / plain
-
-	Idle *idleResult `json:"idle,omitempty"`
 }
 
 func ratioOf(mount, plain benchResult) benchRatio {
@@ -79,32 +74,11 @@ func (r *benchReport) WriteTable(w io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%s\t%.3fx\t%.2fx\t%.2fx\t%.3fx\t\n", mode, "mount/plain",
 			ratio.Writes, ratio.P50, ratio.P99, ratio.Reads)
 	}
-	if len(r.Ratios) > 0 {
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-		if _, err := fmt.Fprintf(w, "each phase ran for up to %s; latency ratios above 1x mean the mount is slower\n", r.Duration); err != nil {
-			return err
-		}
-	}
-	if err := r.writeIdle(w); err != nil {
+	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if len(r.WorkloadRatios) == 0 {
-		return nil
-	}
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tmode\tplace\ttx\tseconds\ttx/s\tcommit p50\tcommit p99\tcommit max\t")
-	for i, ratio := range r.WorkloadRatios {
-		mode := benchMode{Journal: ratio.Journal, Synchronous: ratio.Synchronous}.String()
-		for _, res := range r.Workloads[2*i : 2*i+2] {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.3f\t%.0f\t%s\t%s\t%s\t\n", ratio.Workload, mode, res.Place, res.Tx,
-				res.Seconds, res.TxPerSec, fmtMicros(res.P50Micros), fmtMicros(res.P99Micros), fmtMicros(res.MaxMicros))
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t\t%.2fx\t%.3fx\t%.2fx\t%.2fx\t%.2fx\t\n", ratio.Workload, mode, "mount/plain",
-			ratio.Seconds, ratio.TxPerSec, ratio.P50, ratio.P99, ratio.Max)
-	}
-	return tw.Flush()
+	_, err := fmt.Fprintf(w, "each phase ran for up to %s; latency ratios above 1x mean the mount is slower\n", r.Duration)
+	return err
 }
 
 func fmtMicros(us float64) string {
@@ -112,20 +86,4 @@ func fmtMicros(us float64) string {
 		return fmt.Sprintf("%.2fms", us/1000)
 	}
 	return fmt.Sprintf("%.1fµs", us)
-}
-
-// writeIdle prints the idle workload's figures, if it ran.
-func (r *benchReport) writeIdle(w io.Writer) error {
-	i := r.Idle
-	if i == nil {
-		return nil
-	}
-	_, err := fmt.Fprintf(w, "idle: %d tenants created at %.0f/s in the mount, %.0f/s on plain disk (%.3fx)\n",
-		i.Tenants, i.MountPerSec, i.PlainPerSec, i.Ratio)
-	if err != nil || i.PID == 0 {
-		return err
-	}
-	_, err = fmt.Fprintf(w, "idle: mount pid %d after creating: RSS %.1f MB, %d open descriptors, %d threads; over %.0fs idle: %.2f%% of a core, RSS %.1f MB, %d descriptors\n",
-		i.PID, float64(i.RSSKiB)/1024, i.FDs, i.Threads, i.IdleSeconds, i.IdleCPUPercent, float64(i.IdleRSSKiB)/1024, i.IdleFDs)
-	return err
 }

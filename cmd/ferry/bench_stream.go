@@ -106,10 +106,10 @@ func runBenchStream(ctx context.Context, args []string, stdout, stderr io.Writer
 	return nil
 }
 
-// openStreamBenchDB opens database name under mount with the given journal
+// openBenchDB opens database name under mount with the given journal
 // mode, or read-only when mode is empty: a replica must not create the
 // file before it learns of the holder's.
-func openStreamBenchDB(mount, name, mode string) (*sql.DB, error) {
+func openBenchDB(mount, name, mode string) (*sql.DB, error) {
 	params := "?_busy_timeout=5000&_journal_mode=" + mode
 	if mode == "" {
 		params = "?mode=ro&_busy_timeout=5000"
@@ -146,7 +146,7 @@ func prepare(ctx context.Context, holder string, replicas []string, name, mode s
 	for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
 		_ = os.Remove(filepath.Join(holder, name+suffix))
 	}
-	h, err := openStreamBenchDB(holder, name, mode)
+	h, err := openBenchDB(holder, name, mode)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -160,7 +160,7 @@ func prepare(ctx context.Context, holder string, replicas []string, name, mode s
 		deadline := time.Now().Add(time.Minute)
 		for {
 			// Reading the database makes the replica restore and follow it.
-			db, err = openStreamBenchDB(r, name, "")
+			db, err = openBenchDB(r, name, "")
 			if err == nil {
 				err = waitRows(ctx, db, 1, 2*time.Second)
 			}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -16,7 +15,7 @@ import (
 func TestBenchTable(t *testing.T) {
 	dir, base := t.TempDir(), t.TempDir()
 	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"bench", "-workloads", "basic", "-duration", "100ms", "-rows", "500", "-baseline", base, dir}, &stdout, &stderr)
+	err := run(context.Background(), []string{"bench", "-duration", "100ms", "-rows", "500", "-baseline", base, dir}, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, stderr.String())
 	}
@@ -42,81 +41,11 @@ func TestBenchTable(t *testing.T) {
 	assertNoBenchFiles(t, dir, base)
 }
 
-// TestBenchWorkloads runs the multi-tenant and bulk workloads small and
-// checks the table's shape and the JSON's counts, never any speed.
-func TestBenchWorkloads(t *testing.T) {
-	dir, base := t.TempDir(), t.TempDir()
-	args := []string{"bench", "-workloads", "multi,bulk", "-tenants", "3", "-tenant-writes", "4", "-bulk-rows", "50", "-baseline", base, dir}
-	var stdout, stderr bytes.Buffer
-	if err := run(context.Background(), args, &stdout, &stderr); err != nil {
-		t.Fatalf("bench: %v\n%s", err, stderr.String())
-	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
-	if len(lines) != 1+2*2*3 {
-		t.Fatalf("bench printed %d lines; want a header and three rows per workload and mode:\n%s", len(lines), stdout.String())
-	}
-	for _, want := range []string{"workload", "tx/s", "commit p50", "commit p99", "commit max"} {
-		if !strings.Contains(lines[0], want) {
-			t.Errorf("header %q lacks %q", lines[0], want)
-		}
-	}
-	for i, w := range []string{"multi", "bulk"} {
-		for j, place := range []string{"mount", "plain", "mount/plain"} {
-			for k := range 2 {
-				line := lines[1+6*i+3*k+j]
-				if f := strings.Fields(line); f[0] != w || f[3] != place {
-					t.Errorf("row %q; want %s in %s", line, w, place)
-				}
-			}
-		}
-	}
-	assertNoBenchFiles(t, dir, base)
-
-	stdout.Reset()
-	if err := run(context.Background(), append([]string{"bench", "-json"}, args[1:]...), &stdout, &stderr); err != nil {
-		t.Fatalf("bench -json: %v\n%s", err, stderr.String())
-	}
-	var report benchReport
-	if err := json.Unmarshal(stdout.Bytes(), &report); err != nil {
-		t.Fatalf("bench -json printed invalid JSON: %v\n%s", err, stdout.String())
-	}
-	if len(report.Results) != 0 || len(report.Workloads) != 8 || len(report.WorkloadRatios) != 4 {
-		t.Fatalf("got %d basic results, %d workload results and %d ratios; want 0, 8 and 4", len(report.Results), len(report.Workloads), len(report.WorkloadRatios))
-	}
-	for _, res := range report.Workloads {
-		want := map[string]int{"multi": 3 * 4, "bulk": 1}[res.Workload]
-		if res.Tx != want || res.Seconds <= 0 || res.MaxMicros < res.P99Micros || res.P99Micros < res.P50Micros {
-			t.Errorf("%s %s in %s: %+v; want %d transactions and ordered latencies", res.Workload, res.Journal, res.Place, res, want)
-		}
-	}
-	assertNoBenchFiles(t, dir, base)
-}
-
-// TestBenchIdle runs the idle-tenant workload small, watching this process
-// as if it were the mount, and checks that every figure is reported.
-func TestBenchIdle(t *testing.T) {
-	dir, base := t.TempDir(), t.TempDir()
-	var stdout, stderr bytes.Buffer
-	args := []string{"bench", "-json", "-workloads", "idle", "-idle-tenants", "3", "-pid", strconv.Itoa(os.Getpid()), "-idle-window", "50ms", "-baseline", base, dir}
-	if err := run(context.Background(), args, &stdout, &stderr); err != nil {
-		t.Fatalf("bench: %v\n%s", err, stderr.String())
-	}
-	var report benchReport
-	if err := json.Unmarshal(stdout.Bytes(), &report); err != nil {
-		t.Fatalf("bench -json printed invalid JSON: %v\n%s", err, stdout.String())
-	}
-	i := report.Idle
-	if i == nil || i.Tenants != 3 || i.MountPerSec <= 0 || i.PlainPerSec <= 0 || i.RSSKiB <= 0 || i.FDs <= 0 || i.Threads <= 0 || i.IdleSeconds <= 0 {
-		t.Fatalf("idle figures missing: %+v", i)
-	}
-	assertNoBenchFiles(t, dir, base)
-}
-
 // TestBenchJSON checks that -json prints every result and ratio.
 func TestBenchJSON(t *testing.T) {
 	dir, base := t.TempDir(), t.TempDir()
 	var stdout, stderr bytes.Buffer
-	err := run(context.Background(), []string{"bench", "-json", "-workloads", "basic", "-duration", "50ms", "-reads", "1000", "-writes", "200", "-rows", "100", "-baseline", base, dir}, &stdout, &stderr)
+	err := run(context.Background(), []string{"bench", "-json", "-duration", "50ms", "-reads", "1000", "-writes", "200", "-rows", "100", "-baseline", base, dir}, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("bench: %v\n%s", err, stderr.String())
 	}
@@ -166,14 +95,6 @@ func TestBenchBadInput(t *testing.T) {
 		{[]string{"-writes", "-3", dir}, "-writes must be at least 1"},
 		{[]string{"-rows", "0", dir}, "-rows must be at least 1"},
 		{[]string{"-duration", "soon", dir}, "invalid value"},
-		{[]string{"-tenants", "0", dir}, "-tenants must be at least 1"},
-		{[]string{"-tenant-writes", "0", dir}, "-tenant-writes must be at least 1"},
-		{[]string{"-bulk-rows", "-1", dir}, "-bulk-rows must be at least 1"},
-		{[]string{"-workloads", "basic,everything", dir}, `unknown workload "everything"`},
-		{[]string{"-idle-tenants", "0", dir}, "-idle-tenants must be at least 1"},
-		{[]string{"-pid", "-2", dir}, "-pid must be a process ID"},
-		{[]string{"-idle-window", "0s", dir}, "-idle-window must be positive"},
-		{[]string{"-workloads", "idle", "-idle-tenants", "1", "-pid", "999999999", dir}, "-pid 999999999"},
 		{[]string{filepath.Join(dir, "missing")}, "no such file or directory"},
 		{[]string{file}, "is not a directory"},
 		{[]string{"-baseline", file, dir}, "is not a directory"},

@@ -61,9 +61,6 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // mount runs the mount until ctx ends or the application exits, and
 // returns the application's exit code.
 func mount(ctx context.Context, cfg *Config, logger *slog.Logger) (code int, err error) {
-	if err := startPprof(ctx, logger); err != nil {
-		return 0, err
-	}
 	store := ferry.NewStore(ferry.Layout{Dir: cfg.Data.Dir}, ferry.StoreOptions{
 		Logger:    logger,
 		Retention: cfg.Data.Retention,
