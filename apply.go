@@ -114,11 +114,14 @@ func (s *Store) dbForApply(name string) (*DB, error) {
 	if _, err := os.Stat(path); os.IsNotExist(err) {
 		// A restore on open may be fetching the same database: it must
 		// not move its file over the one created here, which the store
-		// would go on reading while applications write the other.
+		// would go on reading while applications write the other. Both
+		// take restoreMu, and the store takes the file up before it is
+		// released.
 		s.restoreMu.Lock()
-		d, err := s.createForApply(name, path)
-		s.restoreMu.Unlock()
-		return d, err
+		defer s.restoreMu.Unlock()
+		if err := createIfMissing(path); err != nil {
+			return nil, err
+		}
 	}
 	d, err := s.lookupDB(name)
 	if err != nil {
@@ -130,27 +133,20 @@ func (s *Store) dbForApply(name string) (*DB, error) {
 	return d, nil
 }
 
-// createForApply creates database name's empty file at path, unless it
-// appeared meanwhile, and takes it up. The caller holds restoreMu.
-func (s *Store) createForApply(name, path string) (*DB, error) {
-	if _, err := os.Stat(path); os.IsNotExist(err) {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			return nil, fmt.Errorf("create directory: %w", err)
-		}
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-		if err != nil {
-			return nil, fmt.Errorf("create database: %w", err)
-		}
-		f.Close()
+// createIfMissing creates an empty file at path, and its directory,
+// unless the file exists.
+func createIfMissing(path string) error {
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		return nil
 	}
-	d, err := s.lookupDB(name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("create directory: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("create database: %w", err)
 	}
-	if d == nil {
-		return nil, fmt.Errorf("%q exists and is not a database", name)
-	}
-	return d, nil
+	return f.Close()
 }
 
 func (d *DB) applyLocked(ctx context.Context, r io.Reader) (Pos, error) {

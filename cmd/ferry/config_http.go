@@ -65,16 +65,10 @@ func (c HTTPConfig) serve(handler http.Handler, logger *slog.Logger) (stop func(
 	if c.Addr == "" {
 		return func() error { return nil }, nil
 	}
-	ln, err := net.Listen("tcp", c.Addr)
+	srv, err := startHTTPServer(c.Addr, handler, logger, "node HTTP server")
 	if err != nil {
 		return nil, fmt.Errorf("http.addr: %w", err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("node HTTP server stopped", "err", err)
-		}
-	}()
 	return func() error {
 		// Streams are long-lived: close them rather than wait for them.
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
@@ -84,4 +78,20 @@ func (c HTTPConfig) serve(handler http.Handler, logger *slog.Logger) (stop func(
 		}
 		return nil
 	}, nil
+}
+
+// startHTTPServer serves h on TCP address addr in the background, logging
+// as what if the server stops on an error. The caller shuts it down.
+func startHTTPServer(addr string, h http.Handler, logger *slog.Logger, what string) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error(what+" stopped", "err", err)
+		}
+	}()
+	return srv, nil
 }

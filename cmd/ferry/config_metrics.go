@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -70,18 +68,12 @@ func (c MetricsConfig) serve(ctx context.Context, m *metrics.Metrics, logger *sl
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.Handler())
 	mux.Handle("GET /health", m.HealthHandler(c.maxLag()))
-	ln, err := net.Listen("tcp", c.Addr)
+	srv, err := startHTTPServer(c.Addr, mux, logger, "metrics endpoint")
 	if err != nil {
 		cancel()
 		<-sampled
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("metrics endpoint stopped", "err", err)
-		}
-	}()
 	return func() error {
 		cancel()
 		<-sampled
